@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian/Ubuntu machine: installs what kubestrata needs
+# (apt packages, the .venv), then runs the command asked for.
+#   sudo ./setup.sh up all-in-one     bring a topology up on lab nodes and say how to reach it
+#   sudo ./setup.sh test              run the whole test suite
+#   sudo ./setup.sh kubestrata ARGS   any kubestrata command
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(
+  python3-venv python3-dev gcc          # the venv and packages that compile
+  iproute2 openssh-client               # lab networking, SSH to nodes
+  systemd-container debootstrap         # lab nodes (systemd-nspawn) and their root filesystem
+  dpkg-dev                              # dpkg-scanpackages for the lab's package mirror
+)
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: run as root (sudo $0 $*): lab nodes need network namespaces and mounts" >&2
+    exit 1
+  fi
+}
+
+install_apt() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+install_venv() {
+  local stamp=.venv/.installed
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+    echo "setup.sh: installing Python packages into .venv"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+    touch "$stamp"
+  fi
+}
+
+command=${1:-}
+[ -n "$command" ] || { sed -n '2,7p' "$0"; exit 2; }
+shift
+need_root "$command"
+install_apt
+install_venv
+export PATH="$PWD/.venv/bin:$PATH"
+case "$command" in
+  up)         kubestrata lab up "$@" ;;
+  test)       exec python -m pytest "$@" ;;
+  kubestrata) exec kubestrata "$@" ;;
+  *)          echo "setup.sh: unknown command $command; use up, test or kubestrata" >&2; exit 2 ;;
+esac

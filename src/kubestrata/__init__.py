@@ -1,0 +1,1 @@
+"""kubestrata: Kubernetes in four topologies, layer by layer, each layer proven."""

@@ -1,0 +1,231 @@
+"""The topology: which nodes exist, their roles, sizes and addresses, the networks and versions.
+
+It is the single source of truth. A topology file is checked field by field (see
+``validation``), overrides are merged in, and everything derived from it (node names,
+addresses, per-node pod CIDRs, the API endpoint) is computed here once. The Pulumi
+program, the lab, the inventory and the tests read the resulting ``Topology``.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from kubestrata import validation
+from kubestrata.paths import TOPOLOGY_DIR
+
+NAMES = ("all-in-one", "single-master", "multi-master", "ha-external-etcd")
+APISERVER_PORT = 6443
+
+
+class TopologyError(Exception):
+    """A topology that cannot be used; ``problems`` holds one line per field."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    group: str
+    roles: tuple[str, ...]
+    address: ipaddress.IPv4Address
+    cpus: int
+    memory_mib: int
+    disk_gib: int
+    pod_cidr: ipaddress.IPv4Network | None
+    libvirt_uri: str | None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    @property
+    def is_kubernetes_node(self) -> bool:
+        return self.has("control_plane") or self.has("worker")
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    source: str
+    spec: dict
+    network: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    domain: str
+    pod_cidr: ipaddress.IPv4Network
+    service_cidr: ipaddress.IPv4Network
+    virtual_ip: ipaddress.IPv4Address | None
+    api_port: int
+    runtime: str
+    cni: str
+    versions: dict[str, str]
+    nodes: tuple[Node, ...]
+
+    def with_role(self, role: str) -> list[Node]:
+        return [n for n in self.nodes if n.has(role)]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r} in topology {self.name}; nodes: "
+                       + ", ".join(n.name for n in self.nodes))
+
+    @property
+    def is_ha(self) -> bool:
+        return self.virtual_ip is not None
+
+    @property
+    def load_balancers(self) -> list[Node]:
+        """Nodes that hold the virtual IP: dedicated `lb` nodes, else the control planes."""
+        if not self.is_ha:
+            return []
+        return self.with_role("lb") or self.with_role("control_plane")
+
+    @property
+    def api_endpoint(self) -> tuple[str, int]:
+        if self.virtual_ip is not None:
+            return str(self.virtual_ip), self.api_port
+        return str(self.with_role("control_plane")[0].address), self.api_port
+
+
+def resolve(name_or_file: str) -> Path:
+    """The file of a built-in topology name, or the path given."""
+    if name_or_file in NAMES:
+        return TOPOLOGY_DIR / f"{name_or_file}.yaml"
+    path = Path(name_or_file)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise TopologyError([f"topology: no file at {path}; give one of "
+                                 f"{', '.join(NAMES)} or the path of a topology file"])
+        return path
+    raise TopologyError([f"topology: unknown topology {name_or_file!r}; give one of "
+                         f"{', '.join(NAMES)} or the path of a topology file"])
+
+
+def load(name_or_file: str, overrides: dict | None = None) -> Topology:
+    """Read, merge overrides into, check and derive a topology. Raises TopologyError."""
+    path = resolve(name_or_file)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TopologyError([f"topology: {path} is not valid YAML: {exc}"]) from None
+    if not isinstance(spec, dict):
+        raise TopologyError([f"topology: {path} must hold a mapping of settings"])
+    if overrides:
+        spec = merge(spec, overrides)
+    problems = validation.check(spec)
+    if problems:
+        raise TopologyError(problems)
+    topology = derive(spec, str(path))
+    problems = validation.check_semantics(topology)
+    if problems:
+        raise TopologyError(problems)
+    return topology
+
+
+def merge(spec: dict, overrides: dict) -> dict:
+    """Deep-merge overrides into spec; node_groups merge by group name."""
+    merged = copy.deepcopy(spec)
+    for key, value in overrides.items():
+        if key == "node_groups" and isinstance(value, (dict, list)):
+            merged[key] = _merge_groups(merged.get(key) or [], value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _merge_groups(groups: list, overrides: dict | list) -> list:
+    if isinstance(overrides, list):
+        return copy.deepcopy(overrides)
+    merged = copy.deepcopy(groups)
+    by_name = {g.get("name"): g for g in merged if isinstance(g, dict)}
+    for name, value in overrides.items():
+        if name in by_name and isinstance(value, dict):
+            by_name[name].update(copy.deepcopy(value))
+        else:
+            merged.append({"name": name, **copy.deepcopy(value or {})})
+    return merged
+
+
+def parse_assignment(text: str) -> dict:
+    """`node_groups.worker.count=3` -> {"node_groups": {"worker": {"count": 3}}}."""
+    path, sep, raw = text.partition("=")
+    if not sep or not path:
+        raise TopologyError([f"--set {text}: write it as FIELD.PATH=VALUE, e.g. node_groups.worker.count=3"])
+    value = yaml.safe_load(raw) if raw else ""
+    for key in reversed(path.split(".")):
+        value = {key: value}
+    return value
+
+
+def derive(spec: dict, source: str) -> Topology:
+    """Compute node names, addresses and pod CIDRs from a structurally valid spec."""
+    net = ipaddress.ip_network(spec["network"]["cidr"])
+    gateway = ipaddress.ip_address(spec["network"].get("gateway") or net[1])
+    api = spec.get("api") or {}
+    vip = ipaddress.ip_address(api["virtual_ip"]) if api.get("virtual_ip") else None
+    pods = spec["pods"]
+    pod_cidr = ipaddress.ip_network(pods["cidr"])
+    pod_subnets = pod_cidr.subnets(new_prefix=pods["node_prefix"]) \
+        if pods["node_prefix"] >= pod_cidr.prefixlen else iter(())
+
+    taken = {gateway, vip}
+    next_host = spec["network"]["first_host"]
+    nodes = []
+    for group in spec["node_groups"]:
+        fixed = group.get("addresses") or []
+        for index in range(group["count"]):
+            if index < len(fixed):
+                address = ipaddress.ip_address(fixed[index])
+            else:
+                address, next_host = _next_free(net, next_host, taken)
+            taken.add(address)
+            roles = tuple(group["roles"])
+            k8s = "control_plane" in roles or "worker" in roles
+            nodes.append(Node(
+                name=f"{group['name']}-{index + 1}",
+                group=group["name"],
+                roles=roles,
+                address=address,
+                cpus=group["cpus"],
+                memory_mib=group["memory_mib"],
+                disk_gib=group["disk_gib"],
+                pod_cidr=next(pod_subnets, None) if k8s else None,
+                libvirt_uri=group.get("libvirt_uri"),
+            ))
+    return Topology(
+        name=spec["name"],
+        source=source,
+        spec=spec,
+        network=net,
+        gateway=gateway,
+        domain=spec["network"]["domain"],
+        pod_cidr=pod_cidr,
+        service_cidr=ipaddress.ip_network(spec["services"]["cidr"]),
+        virtual_ip=vip,
+        api_port=api.get("port", APISERVER_PORT),
+        runtime=spec["runtime"],
+        cni=spec["cni"],
+        versions=dict(spec["versions"]),
+        nodes=tuple(nodes),
+    )
+
+
+def _next_free(net, host: int, taken: set):
+    """The next address at host number >= host that no one holds (or one past the network)."""
+    while host < net.num_addresses - 1:
+        candidate = net[host]
+        host += 1
+        if candidate not in taken:
+            return candidate, host
+    # Out of room: hand out an address past the network; the semantic check names the fix.
+    return net.broadcast_address + (host - net.num_addresses + 2), host + 1

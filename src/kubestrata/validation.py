@@ -1,0 +1,316 @@
+"""Checks a topology before anything is created: one line per problem, naming the field and the fix.
+
+``check`` looks at the file's structure (known keys, types, formats); ``check_semantics``
+at the derived topology (counts, address plans, sizes). Nothing here changes anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ROLES = ("etcd", "control_plane", "worker", "lb")
+RUNTIMES = ("containerd", "cri-o")
+CNIS = ("bridge", "flannel", "calico")
+VERSION_KEYS = ("kubernetes", "etcd", "containerd", "runc", "cni_plugins")
+
+# Minimum size per role. control_plane is kubeadm's own preflight minimum (2 CPUs, 1700 MiB);
+# the others are what kubelet + runtime, an etcd member or haproxy + keepalived need to start.
+MINIMUM_SIZE = {
+    "control_plane": {"cpus": 2, "memory_mib": 1700, "disk_gib": 10},
+    "worker": {"cpus": 1, "memory_mib": 1024, "disk_gib": 10},
+    "etcd": {"cpus": 1, "memory_mib": 512, "disk_gib": 5},
+    "lb": {"cpus": 1, "memory_mib": 256, "disk_gib": 5},
+}
+
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_LIBVIRT_URI = re.compile(r"^[a-z+]+://[^\s]*$")
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: Any                      # a python type, a nested schema dict, or a list [schema]
+    required: bool = True
+    check: Callable[[Any], str | None] | None = None   # returns the fix, or None when fine
+
+
+def _cidr(value: str) -> str | None:
+    try:
+        net = ipaddress.ip_network(value)
+    except ValueError:
+        return "write an IPv4 network in CIDR form with host bits zero, e.g. 10.40.1.0/24"
+    if net.version != 4:
+        return "only IPv4 networks are supported; write e.g. 10.40.1.0/24"
+    return None
+
+
+def _address(value: str) -> str | None:
+    try:
+        if ipaddress.ip_address(value).version == 4:
+            return None
+    except ValueError:
+        pass
+    return "write an IPv4 address, e.g. 10.40.1.5"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value):
+        return None if value in choices else f"unknown {value!r}; use one of: {', '.join(choices)}"
+    return check
+
+
+def _between(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value):
+        return None if low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+def _pattern(regex: re.Pattern, example: str) -> Callable[[Any], str | None]:
+    def check(value):
+        return None if regex.match(value) else f"{value!r} is malformed; write it like {example}"
+    return check
+
+
+def _roles(value: list) -> str | None:
+    unknown = [r for r in value if r not in ROLES]
+    if unknown:
+        return f"unknown role {unknown[0]!r}; roles are: {', '.join(ROLES)}"
+    if not value:
+        return f"give at least one role of: {', '.join(ROLES)}"
+    if len(set(value)) != len(value):
+        return "list each role once"
+    return None
+
+
+NODE_GROUP = {
+    "name": Field(str, check=_pattern(_DNS_LABEL, "worker (lowercase letters, digits, dashes)")),
+    "roles": Field([str], check=_roles),
+    "count": Field(int, check=_between(0, 250)),
+    "cpus": Field(int, check=_between(1, 512)),
+    "memory_mib": Field(int, check=_between(128, 4 * 1024 * 1024)),
+    "disk_gib": Field(int, check=_between(1, 65536)),
+    "addresses": Field([str], required=False),
+    "libvirt_uri": Field(str, required=False,
+                         check=_pattern(_LIBVIRT_URI, "qemu+ssh://admin@host/system")),
+}
+
+TOPOLOGY = {
+    "name": Field(str, check=_pattern(_DNS_LABEL, "my-cluster (lowercase letters, digits, dashes)")),
+    "description": Field(str, required=False),
+    "network": Field({
+        "cidr": Field(str, check=_cidr),
+        "gateway": Field(str, required=False, check=_address),
+        "first_host": Field(int, check=_between(2, 65534)),
+        "domain": Field(str, check=_pattern(_DOMAIN, "kubestrata.internal")),
+    }),
+    "pods": Field({
+        "cidr": Field(str, check=_cidr),
+        "node_prefix": Field(int, check=_between(8, 28)),
+    }),
+    "services": Field({"cidr": Field(str, check=_cidr)}),
+    "api": Field(required=False, kind={
+        "virtual_ip": Field(str, required=False, check=_address),
+        "port": Field(int, required=False, check=_between(1, 65535)),
+    }),
+    "runtime": Field(str, check=_one_of(RUNTIMES)),
+    "cni": Field(str, check=_one_of(CNIS)),
+    "versions": Field({k: Field(str, check=_pattern(_VERSION, "1.31.4")) for k in VERSION_KEYS}),
+    "node_groups": Field([NODE_GROUP]),
+}
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "a mapping",
+               list: "a list"}
+
+
+def check(spec: dict) -> list[str]:
+    """Structural problems of a topology file: unknown or missing keys, wrong types, bad formats."""
+    return _check_mapping(spec, TOPOLOGY, "")
+
+
+def _check_mapping(value: Any, fields: dict, path: str) -> list[str]:
+    where = path or "topology"
+    if not isinstance(value, dict):
+        return [f"{where}: must be a mapping of {', '.join(fields)}"]
+    problems = []
+    for key in value:
+        if key not in fields:
+            problems.append(f"{_join(path, str(key))}: unknown key; known keys here are "
+                            f"{', '.join(fields)} (check the spelling)")
+    for key, field in fields.items():
+        if key not in value or value[key] is None:
+            if field.required:
+                problems.append(f"{_join(path, key)}: missing; add it (see topologies/*.yaml)")
+            continue
+        problems += _check_value(value[key], field, _join(path, key))
+    return problems
+
+
+def _check_value(value: Any, field: Field, path: str) -> list[str]:
+    kind = field.kind
+    if isinstance(kind, dict):
+        return _check_mapping(value, kind, path)
+    if isinstance(kind, list):
+        if not isinstance(value, list):
+            return [f"{path}: must be a list"]
+        item = Field(kind[0])
+        problems = []
+        for index, element in enumerate(value):
+            problems += _check_value(element, item, f"{path}[{index}]")
+        if not problems and field.check:
+            problems += _fix(path, field.check(value))
+        return problems
+    # bool is an int in Python; "true" in quotes is a string: both are type errors here.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        got = type(value).__name__
+        hint = " (remove the quotes)" if isinstance(value, str) and kind is not str else ""
+        return [f"{path}: must be {_TYPE_NAMES[kind]}, got {got} {value!r}{hint}"]
+    return _fix(path, field.check(value)) if field.check else []
+
+
+def _fix(path: str, message: str | None) -> list[str]:
+    return [f"{path}: {message}"] if message else []
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def check_semantics(topology) -> list[str]:
+    """Problems of the derived topology: counts, HA rules, address plan, sizes."""
+    return (_check_groups(topology) + _check_roles(topology) + _check_addresses(topology)
+            + _check_cidrs(topology) + _check_api(topology) + _check_sizes(topology))
+
+
+def _group_field(topology, group: str, key: str) -> str:
+    names = [g["name"] for g in topology.spec["node_groups"]]
+    return f"node_groups[{names.index(group)}].{key}" if group in names else f"node_groups.{key}"
+
+
+def _check_groups(topology) -> list[str]:
+    problems = []
+    seen = set()
+    for index, group in enumerate(topology.spec["node_groups"]):
+        if group["name"] in seen:
+            problems.append(f"node_groups[{index}].name: duplicate group name {group['name']!r}; "
+                            "give each group its own name (node names derive from it)")
+        seen.add(group["name"])
+        fixed = group.get("addresses") or []
+        if len(fixed) > group["count"]:
+            problems.append(f"node_groups[{index}].addresses: {len(fixed)} addresses for "
+                            f"{group['count']} nodes; list at most count addresses")
+    names = [n.name for n in topology.nodes]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"node_groups: duplicate node name {name!r}; rename one of the groups")
+    return problems
+
+
+def _check_roles(topology) -> list[str]:
+    problems = []
+    etcd = topology.with_role("etcd")
+    if not etcd:
+        problems.append("node_groups: no node has the etcd role; give one group roles: [etcd]")
+    elif len(etcd) % 2 == 0:
+        group = etcd[-1].group
+        problems.append(f"{_group_field(topology, group, 'count')}: {len(etcd)} etcd members; "
+                        "etcd needs an odd count (1, 3, 5) to keep a quorum: change the count")
+    if not topology.with_role("control_plane"):
+        problems.append("node_groups: no node has the control_plane role; "
+                        "give one group roles: [control_plane]")
+    if not topology.with_role("worker") and not topology.with_role("control_plane"):
+        problems.append("node_groups: no node can run workloads; give a group the worker role")
+    if topology.with_role("lb") and not topology.is_ha:
+        problems.append("api.virtual_ip: lb nodes are given but no virtual IP; "
+                        "set api.virtual_ip or drop the lb role")
+    return problems
+
+
+def _check_addresses(topology) -> list[str]:
+    problems = []
+    net = topology.network
+    if topology.gateway not in net or topology.gateway in (net.network_address, net.broadcast_address):
+        problems.append(f"network.gateway: {topology.gateway} is not a host of {net}; "
+                        "leave it out (the first host is used) or give one inside the network")
+    seen: dict = {}
+    for node in topology.nodes:
+        field = _group_field(topology, node.group, "addresses")
+        if node.address not in net or node.address in (net.network_address, net.broadcast_address):
+            problems.append(f"{field}: {node.name} would get {node.address}, outside the node "
+                            f"network {net}; widen network.cidr, lower network.first_host "
+                            "or fix the address")
+        elif node.address == topology.gateway:
+            problems.append(f"{field}: {node.name} has the gateway address {node.address}; "
+                            "choose another address")
+        if node.address in seen:
+            problems.append(f"{field}: {node.name} and {seen[node.address]} share the address "
+                            f"{node.address}; give each node its own")
+        seen[node.address] = node.name
+    return problems
+
+
+def _check_cidrs(topology) -> list[str]:
+    problems = []
+    nets = {"network.cidr": topology.network, "pods.cidr": topology.pod_cidr,
+            "services.cidr": topology.service_cidr}
+    keys = list(nets)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if nets[a].overlaps(nets[b]):
+                problems.append(f"{b}: {nets[b]} overlaps {a} {nets[a]}; "
+                                "choose ranges that do not overlap")
+    prefix = topology.spec["pods"]["node_prefix"]
+    k8s_nodes = [n for n in topology.nodes if n.is_kubernetes_node]
+    if prefix < topology.pod_cidr.prefixlen:
+        problems.append(f"pods.node_prefix: /{prefix} is wider than pods.cidr {topology.pod_cidr}; "
+                        f"use a prefix of at least {topology.pod_cidr.prefixlen}")
+    elif 2 ** (prefix - topology.pod_cidr.prefixlen) < len(k8s_nodes):
+        problems.append(f"pods.cidr: {topology.pod_cidr} holds only "
+                        f"{2 ** (prefix - topology.pod_cidr.prefixlen)} /{prefix} node ranges for "
+                        f"{len(k8s_nodes)} nodes; widen pods.cidr or raise pods.node_prefix")
+    return problems
+
+
+def _check_api(topology) -> list[str]:
+    problems = []
+    control_planes = topology.with_role("control_plane")
+    vip = topology.virtual_ip
+    if vip is None:
+        if len(control_planes) > 1:
+            problems.append(f"api.virtual_ip: {len(control_planes)} control-plane nodes need a "
+                            "virtual IP in front of them; set api.virtual_ip to a free address "
+                            "of the node network")
+        return problems
+    if len(control_planes) < 2:
+        problems.append(f"{_group_field(topology, control_planes[0].group, 'count') if control_planes else 'node_groups'}: "
+                        f"an HA topology (api.virtual_ip is set) needs at least 2 control-plane "
+                        "nodes; raise the count or remove api.virtual_ip")
+    net = topology.network
+    if vip not in net or vip in (net.network_address, net.broadcast_address):
+        problems.append(f"api.virtual_ip: {vip} is outside the node network {net}; "
+                        "choose a free address inside it")
+    if vip == topology.gateway:
+        problems.append(f"api.virtual_ip: {vip} is the gateway address; choose a free address")
+    for node in topology.nodes:
+        if node.address == vip:
+            problems.append(f"api.virtual_ip: {vip} is also the address of {node.name}; "
+                            "choose an address no node has")
+    lb_on_control_plane = not topology.with_role("lb")
+    if lb_on_control_plane and topology.api_port == 6443:
+        problems.append("api.port: haproxy on the control-plane nodes cannot take 6443, the API "
+                        "servers' own port; use another port such as 8443")
+    return problems
+
+
+def _check_sizes(topology) -> list[str]:
+    problems = []
+    for group in topology.spec["node_groups"]:
+        for key in ("cpus", "memory_mib", "disk_gib"):
+            need = max(MINIMUM_SIZE[role][key] for role in group["roles"])
+            if group[key] < need:
+                role = max(group["roles"], key=lambda r: MINIMUM_SIZE[r][key])
+                problems.append(f"{_group_field(topology, group['name'], key)}: {group[key]} is "
+                                f"below the minimum of {need} for a {role} node; raise it to {need}")
+    return problems
