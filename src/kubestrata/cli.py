@@ -1,0 +1,165 @@
+"""The kubestrata command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from kubestrata import topology as topo
+from kubestrata.lab.lab import Lab, LabError
+from kubestrata.paths import INVENTORY_DIR
+from kubestrata.shell import CommandError
+
+
+def _load(args) -> topo.Topology:
+    overrides: dict = {}
+    for assignment in args.set or []:
+        overrides = topo.merge(overrides, topo.parse_assignment(assignment))
+    return topo.load(args.topology, overrides)
+
+
+def cmd_validate(args) -> int:
+    t = _load(args)
+    roles = {}
+    for node in t.nodes:
+        roles.setdefault(",".join(node.roles), []).append(node.name)
+    print(f"{t.name}: valid ({len(t.nodes)} nodes; API endpoint {':'.join(map(str, t.api_endpoint))})")
+    for role, names in roles.items():
+        print(f"  {role}: {', '.join(names)}")
+    return 0
+
+
+def cmd_inventory(args) -> int:
+    t = _load(args)
+    path = INVENTORY_DIR / args.provider / t.name / "hosts.yml"
+    if not path.exists():
+        how = (f"kubestrata lab up {t.name}" if args.provider == "lab"
+               else f"pulumi stack select {t.name} && pulumi up")
+        print(f"kubestrata: no {args.provider} inventory for {t.name} yet; run `{how}`",
+              file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def cmd_lab_up(args) -> int:
+    t = _load(args)
+    lab = Lab(t)
+    started = time.monotonic()
+    changes = lab.up(log=lambda msg: print(f"  {msg}", flush=True))
+    elapsed = time.monotonic() - started
+    if changes:
+        for change in changes:
+            print(f"  {change}")
+        print(f"lab {t.name}: up in {elapsed:.1f} s")
+    else:
+        print(f"lab {t.name}: already up, nothing changed ({elapsed:.1f} s)")
+    _print_access(lab)
+    return 0
+
+
+def _print_access(lab: Lab) -> None:
+    print(f"  inventory: {lab.inventory_path}")
+    for node in lab.topology.nodes:
+        print(f"  {node.name:<12} {str(node.address):<15} {','.join(node.roles)}")
+    print(f"  shell on a node:  kubestrata lab exec {lab.name} {lab.topology.nodes[0].name} -- bash")
+    print(f"  ansible:          kubestrata lab run {lab.name} -- ansible all -m ping")
+
+
+def cmd_lab_status(args) -> int:
+    lab = Lab(_load(args))
+    rows = lab.status()
+    print(f"{'node':<12} {'address':<15} {'roles':<28} {'state':<8} {'ssh':<4} {'rss MiB':>8}")
+    for row in rows:
+        print(f"{row.name:<12} {row.address:<15} {row.roles:<28} "
+              f"{'running' if row.running else 'stopped':<8} {'ok' if row.ssh else '-':<4} "
+              f"{row.rss_mib:>8.0f}")
+    return 0 if all(r.running and r.ssh for r in rows) else 1
+
+
+def cmd_lab_exec(args) -> int:
+    return Lab(_load(args)).exec(args.node, _command(args))
+
+
+def cmd_lab_run(args) -> int:
+    return Lab(_load(args)).run(_command(args))
+
+
+def _command(args) -> list[str]:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise LabError("give the command after --, e.g. -- hostname")
+    return command
+
+
+def cmd_lab_down(args) -> int:
+    t = _load(args)
+    removed = Lab(t).down()
+    for line in removed:
+        print(f"  {line}")
+    print(f"lab {t.name}: down" if removed else f"lab {t.name}: nothing to remove")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from kubestrata.lab import bench
+    return bench.main(args.topologies, cold=args.cold)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubestrata", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_topology(sp):
+        sp.add_argument("topology", help=f"one of {', '.join(topo.NAMES)} or a topology file")
+        sp.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                        help="override a field, e.g. node_groups.worker.count=3 (repeatable)")
+        return sp
+
+    with_topology(sub.add_parser("validate", help="check a topology")).set_defaults(func=cmd_validate)
+    inv = with_topology(sub.add_parser("inventory", help="print the path of a topology's inventory"))
+    inv.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    inv.set_defaults(func=cmd_inventory)
+
+    lab = sub.add_parser("lab", help="lab nodes: systemd-nspawn machines on this host")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    with_topology(lab_sub.add_parser("up", help="create or complete the lab")).set_defaults(func=cmd_lab_up)
+    with_topology(lab_sub.add_parser("status", help="nodes, SSH and memory")).set_defaults(func=cmd_lab_status)
+    with_topology(lab_sub.add_parser("down", help="remove the lab (caches stay)")).set_defaults(func=cmd_lab_down)
+    ex = with_topology(lab_sub.add_parser("exec", help="run a command in a node"))
+    ex.add_argument("node")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=cmd_lab_exec)
+    rn = with_topology(lab_sub.add_parser("run", help="run a command in the lab namespace "
+                                                       "with ANSIBLE_INVENTORY set"))
+    rn.add_argument("command", nargs=argparse.REMAINDER)
+    rn.set_defaults(func=cmd_lab_run)
+
+    bench = sub.add_parser("bench", help="print lab up times (cold and warm) and node memory")
+    bench.add_argument("topologies", nargs="*", default=list(topo.NAMES))
+    bench.add_argument("--cold", action="store_true",
+                       help="also time a cold start (rootfs and mirror built in an empty cache)")
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except topo.TopologyError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except (LabError, CommandError, KeyError) as exc:
+        print(f"kubestrata: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kubestrata: interrupted; run the same command again to finish or "
+              "`kubestrata lab down NAME` to clean up", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""A lab: the topology's nodes as systemd-nspawn machines on a private bridge, with a package
+mirror and an inventory. ``up`` converges (a re-run changes nothing; an interrupted run is
+completed), ``down`` removes every node, mount, namespace and process of the lab, keeping caches.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubestrata import inventory
+from kubestrata.lab import machine, mirror, network, rootfs
+from kubestrata.paths import INVENTORY_DIR, PROJECT_ROOT, STATE_DIR
+from kubestrata.shell import CommandError, require, run
+from kubestrata.topology import Topology
+
+REQUIRED_COMMANDS = {
+    "systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "ip": "iproute2",
+    "ssh": "openssh-client", "ssh-keygen": "openssh-client", "dpkg-scanpackages": "dpkg-dev",
+    "systemd-id128": "systemd",
+}
+SSH_TIMEOUT = 90.0
+
+
+class LabError(Exception):
+    pass
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    roles: str
+    address: str
+    running: bool
+    ssh: bool
+    rss_mib: float
+
+
+class Lab:
+    def __init__(self, topology: Topology):
+        self.topology = topology
+        self.name = topology.name
+        self.dir = STATE_DIR / "lab" / self.name
+        self.namespace = network.lab_namespace(self.name)
+        self.key = self.dir / "ssh" / "id_ed25519"
+        self.known_hosts = self.dir / "ssh" / "known_hosts"
+        self.inventory_path = INVENTORY_DIR / "lab" / self.name / "hosts.yml"
+        self.machines = {n.name: machine.Machine(self.name, self.dir, n.name)
+                         for n in topology.nodes}
+
+    # ---- bring up -------------------------------------------------------------------------
+
+    def up(self, log=print) -> list[str]:
+        """Converge the lab to the topology; returns what changed (empty: nothing)."""
+        preflight()
+        self._refuse_foreign_nodes()
+        base = rootfs.ensure(log)
+        packages = mirror.ensure(base, log)
+        changes: list[str] = []
+        prefix = self.topology.network.prefixlen
+        gateway = str(self.topology.gateway)
+        if network.ensure_lab(self.name, gateway, prefix):
+            changes.append(f"created network namespace {self.namespace}")
+        if self._ensure_mirror_served(packages):
+            changes.append(f"serving the package mirror on {gateway}:{mirror.PORT}")
+        authorized_key = self._ensure_ssh_key()
+        running = machine.nspawn_pids(self.name)
+        host_keys = {}
+        for node in self.topology.nodes:
+            m = self.machines[node.name]
+            if network.ensure_node(self.name, node.name, str(node.address), prefix, gateway):
+                changes.append(f"{node.name}: network namespace at {node.address}")
+            if m.mount(base):
+                changes.append(f"{node.name}: root filesystem mounted")
+            host_keys[node.name] = m.configure(node.name, authorized_key,
+                                               mirror.source_line(gateway))
+            if m.pid(running) is None:
+                m.boot()
+                changes.append(f"{node.name}: booted")
+        self._write_known_hosts(host_keys)
+        self.wait_for_ssh()
+        if self._write_inventory():
+            changes.append(f"inventory written to {self.inventory_path}")
+        return changes
+
+    def _refuse_foreign_nodes(self) -> None:
+        expected = {network.node_namespace(self.name, n.name) for n in self.topology.nodes}
+        strays = [ns for ns in network.namespaces(self.name)
+                  if ns != self.namespace and ns not in expected]
+        if strays:
+            names = ", ".join(ns.split(".", 1)[1] for ns in strays)
+            raise LabError(f"lab {self.name} runs nodes the topology no longer has ({names}); "
+                           f"run `kubestrata lab down {self.name}` first, then up again")
+
+    def _ensure_mirror_served(self, directory: Path) -> bool:
+        pid_file = self.dir / "mirror.pid"
+        if pid_file.exists() and int(pid_file.read_text()) in network.pids(self.namespace):
+            return False
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pid = mirror.serve(self.namespace, str(self.topology.gateway), directory,
+                           self.dir / "mirror.log")
+        pid_file.write_text(str(pid))
+        return True
+
+    def _ensure_ssh_key(self) -> str:
+        if not self.key.exists():
+            self.key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kubestrata-lab-{self.name}",
+                 "-f", str(self.key)])
+        return self.key.with_suffix(".pub").read_text()
+
+    def _write_known_hosts(self, host_keys: dict[str, str]) -> None:
+        lines = [f"{self.topology.node(name).address},{name} {key}\n"
+                 for name, key in host_keys.items()]
+        self.known_hosts.write_text("".join(lines))
+
+    def ssh_options(self) -> list[str]:
+        return ["-i", str(self.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
+
+    def wait_for_ssh(self, timeout: float = SSH_TIMEOUT) -> None:
+        """Until every node accepts the lab key over SSH; names the nodes that never did."""
+        def wait(node) -> str | None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._ssh_ok(str(node.address)):
+                    return None
+                time.sleep(0.2)
+            return node.name
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            late = [name for name in pool.map(wait, self.topology.nodes) if name]
+        if late:
+            logs = ", ".join(str(self.machines[n].console_log) for n in late)
+            raise LabError(f"no SSH login within {timeout:.0f} s on {', '.join(late)}; "
+                           f"see the console log: {logs}")
+
+    def _ssh_ok(self, address: str) -> bool:
+        result = run(["ssh", *self.ssh_options(), f"root@{address}", "true"],
+                     netns=self.namespace, check=False, timeout=30)
+        return result.returncode == 0
+
+    def _write_inventory(self) -> bool:
+        ssh_args = " ".join(o for o in self.ssh_options() if o not in ("-i", str(self.key)))
+        rendered = inventory.render(self.topology, common={
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key),
+            "ansible_ssh_common_args": ssh_args,
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "kubestrata_provider": "lab",
+        })
+        text = inventory.dump(rendered)
+        if self.inventory_path.exists() and self.inventory_path.read_text() == text:
+            return False
+        inventory.write(rendered, self.inventory_path)
+        return True
+
+    # ---- inspect and use -----------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return bool(network.namespaces(self.name) or machine.nspawn_pids(self.name)
+                    or self.dir.exists())
+
+    def status(self) -> list[NodeStatus]:
+        running = machine.nspawn_pids(self.name)
+        have_lab = network.exists(self.namespace)
+
+        def one(node) -> NodeStatus:
+            up = node.name in running
+            pids = machine.cgroup_pids(machine.cgroup_path(self.name, node.name)) if up else set()
+            return NodeStatus(node.name, ",".join(node.roles), str(node.address), up,
+                              up and have_lab and self._ssh_ok(str(node.address)),
+                              machine.rss_mib(pids))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(one, self.topology.nodes))
+
+    def exec(self, node: str, command: list[str]) -> int:
+        address = str(self.topology.node(node).address)
+        tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
+        argv = ["ip", "netns", "exec", self.namespace, "ssh", *self.ssh_options(), *tty,
+                f"root@{address}", "--", *command]
+        return subprocess.call(argv)
+
+    def run(self, command: list[str]) -> int:
+        """command inside the lab namespace, from the project root, with ANSIBLE_INVENTORY set."""
+        if not self.inventory_path.exists():
+            raise LabError(f"lab {self.name} has no inventory; run `kubestrata lab up {self.name}`")
+        env = {**os.environ, "ANSIBLE_INVENTORY": str(self.inventory_path)}
+        return subprocess.call(["ip", "netns", "exec", self.namespace, *command],
+                               cwd=PROJECT_ROOT, env=env)
+
+    # ---- tear down -------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Remove every node, mount, namespace and process of the lab; caches stay."""
+        removed = []
+        nspawn = machine.nspawn_pids(self.name)
+        if nspawn:
+            machine.stop(list(nspawn.values()))
+            removed.append(f"stopped {len(nspawn)} nodes")
+        namespaces = network.namespaces(self.name)
+        leftover = [pid for ns in namespaces for pid in network.pids(ns)]
+        if leftover:
+            machine.stop(leftover, timeout=5)
+            removed.append(f"stopped {len(leftover)} processes in the lab namespaces")
+        for mountpoint in _mounts_under(self.dir):
+            if run(["umount", mountpoint], check=False).returncode != 0:
+                run(["umount", "--lazy", mountpoint])
+            removed.append(f"unmounted {mountpoint}")
+        for ns in namespaces:
+            network.delete(ns)
+        if namespaces:
+            removed.append(f"deleted {len(namespaces)} network namespaces")
+        machine.remove_cgroups(machine.cgroup_path(self.name))
+        if _mounts_under(self.dir):
+            raise LabError(f"mounts remain under {self.dir}; not deleting it")
+        for path in (self.dir, self.inventory_path.parent):
+            if path.exists():
+                shutil.rmtree(path)
+                removed.append(f"deleted {path}")
+        return removed
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    prefix = str(directory) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise LabError("lab nodes need root (network namespaces, mounts, systemd-nspawn); "
+                       "run with sudo")
+    try:
+        require(REQUIRED_COMMANDS)
+    except CommandError as exc:
+        raise LabError(str(exc)) from None

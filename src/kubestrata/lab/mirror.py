@@ -1,0 +1,72 @@
+"""The lab's package mirror: the .debs the layers install, fetched once on the host, served
+over HTTP inside the lab namespace. Nodes have no route out; this is all the archive they see.
+
+It is an air-gapped mirror in miniature: a flat apt repository (``deb [trusted=yes] URL ./``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from kubestrata.lab import debian
+from kubestrata.paths import CACHE_DIR
+
+PORT = 3142
+
+# What the layers install from the distribution (their role defaults name the same packages).
+PACKAGES = (
+    # prepare
+    "ca-certificates", "curl", "gnupg", "iptables", "conntrack", "socat", "ethtool", "ebtables",
+    "kmod", "procps", "iputils-ping", "chrony", "apt-transport-https",
+    # runtime and CNI
+    "containerd", "runc", "containernetworking-plugins",
+    # etcd and the HA endpoint
+    "etcd-server", "etcd-client", "haproxy", "keepalived",
+)
+
+
+def key(rootfs: Path) -> str:
+    text = "|".join([rootfs.name, debian.archive_url(), *PACKAGES])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def ensure(rootfs: Path, log=print) -> Path:
+    """The cached mirror directory for nodes built from rootfs; downloaded on first use."""
+    target = CACHE_DIR / "mirror" / f"{debian.SUITE}-{key(rootfs)}"
+    if (target / "Packages").exists():
+        return target
+    building = target.with_name(target.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    log(f"building the lab package mirror ({len(PACKAGES)} packages and their dependencies) "
+        f"in {target}")
+    debian.download(list(PACKAGES), rootfs / "var" / "lib" / "dpkg" / "status", building)
+    shutil.rmtree(building / "partial", ignore_errors=True)
+    (building / "lock").unlink(missing_ok=True)
+    (building / "Packages").write_text(_scan(building))
+    building.rename(target)
+    return target
+
+
+def _scan(directory: Path) -> str:
+    result = subprocess.run(["dpkg-scanpackages", "-m", ".", "/dev/null"], cwd=directory,
+                            capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def source_line(gateway: str) -> str:
+    return f"deb [trusted=yes] http://{gateway}:{PORT}/ ./\n"
+
+
+def serve(netns: str, gateway: str, directory: Path, log_file: Path) -> int:
+    """Start the HTTP server for directory on gateway:PORT inside netns; returns its pid."""
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "http.server", str(PORT),
+             "--bind", gateway, "--directory", str(directory)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    return process.pid
