@@ -134,7 +134,7 @@ def merge(spec: dict, overrides: dict) -> dict:
     """Deep-merge overrides into spec; node_groups merge by group name."""
     merged = copy.deepcopy(spec)
     for key, value in overrides.items():
-        if key == "node_groups" and isinstance(value, (dict, list)):
+        if key == "node_groups" and isinstance(merged.get(key), list):
             merged[key] = _merge_groups(merged.get(key) or [], value)
         elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = merge(merged[key], value)

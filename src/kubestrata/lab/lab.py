@@ -6,6 +6,7 @@ completed), ``down`` removes every node, mount, namespace and process of the lab
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -74,13 +75,17 @@ class Lab:
         host_keys = {}
         for node in self.topology.nodes:
             m = self.machines[node.name]
+            pid = running.get(node.name)
             if network.ensure_node(self.name, node.name, str(node.address), prefix, gateway):
                 changes.append(f"{node.name}: network namespace at {node.address}")
+                if pid is not None:     # still running in a namespace that is gone: restart
+                    machine.stop([pid])
+                    pid = None
             if m.mount(base):
                 changes.append(f"{node.name}: root filesystem mounted")
             host_keys[node.name] = m.configure(node.name, authorized_key,
                                                mirror.source_line(gateway))
-            if m.pid(running) is None:
+            if pid is None:
                 m.boot()
                 changes.append(f"{node.name}: booted")
         self._write_known_hosts(host_keys)
@@ -185,8 +190,10 @@ class Lab:
     def exec(self, node: str, command: list[str]) -> int:
         address = str(self.topology.node(node).address)
         tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
+        # One argument is a shell line (as with ssh); several are quoted to keep their words.
+        remote = command[0] if len(command) == 1 else shlex.join(command)
         argv = ["ip", "netns", "exec", self.namespace, "ssh", *self.ssh_options(), *tty,
-                f"root@{address}", "--", *command]
+                f"root@{address}", "--", remote]
         return subprocess.call(argv)
 
     def run(self, command: list[str]) -> int:

@@ -162,9 +162,6 @@ class Machine:
         (etc / "apt" / "sources.list.d" / "kubestrata-lab-mirror.list").write_text(apt_source)
         return " ".join(host_key.with_suffix(".pub").read_text().split()[:2])
 
-    def pid(self, running: dict[str, int]) -> int | None:
-        return running.get(self.node)
-
     def boot(self) -> int:
         argv = ["systemd-nspawn", "-D", str(self.root), "-M", self.node, "--boot",
                 "--register=no", "--keep-unit",

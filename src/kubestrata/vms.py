@@ -1,0 +1,165 @@
+"""The VM path outside Pulumi: settings, libvirt names, checks, and how Ansible reaches the VMs.
+
+The Pulumi program in ``infra/`` and a later ``kubestrata up --provider libvirt`` share this:
+which hypervisor runs which node, what libvirt objects are called, the checks a topology must
+pass to run on libvirt, and the files next to the inventory (``hosts.yml``, ``known_hosts``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kubestrata import hostkeys, inventory, paths
+from kubestrata.topology import Node, Topology
+
+DEFAULT_URI = "qemu:///system"
+DEFAULT_IMAGE = ("https://cloud.debian.org/images/cloud/bookworm/latest/"
+                 "debian-12-generic-amd64.qcow2")
+DEFAULT_ADMIN_USER = "kubestrata"
+DEFAULT_POOL_PARENT = "/var/lib/libvirt/images"
+PUBLIC_KEY_FILES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_PUBLIC_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\n]*)?$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the stack configuration adds to the topology (docs/libvirt.md lists the keys)."""
+    ssh_public_key: str
+    uri: str = DEFAULT_URI
+    image: str = DEFAULT_IMAGE
+    admin_user: str = DEFAULT_ADMIN_USER
+    pool_path: str | None = None         # default: DEFAULT_POOL_PARENT/kubestrata-<topology>
+    bridge: str | None = None            # an existing host bridge instead of a NAT network
+
+
+def default_public_key(home: Path | None = None) -> str | None:
+    """The first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub, if any."""
+    ssh_dir = (home or Path.home()) / ".ssh"
+    for name in PUBLIC_KEY_FILES:
+        if (ssh_dir / name).is_file():
+            return (ssh_dir / name).read_text().strip()
+    return None
+
+
+def check(topology: Topology, settings: Settings) -> list[str]:
+    """Problems that stop this topology from running on libvirt with these settings."""
+    problems = []
+    if not _PUBLIC_KEY.match(settings.ssh_public_key.strip()):
+        problems.append("kubestrata:sshPublicKey: not an OpenSSH public key; set it with "
+                        "pulumi config set sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\"")
+    if not _USER_NAME.match(settings.admin_user) or settings.admin_user == "root":
+        problems.append(f"kubestrata:adminUser: {settings.admin_user!r} cannot be the admin "
+                        "user; use a lowercase login name other than root, e.g. kubestrata")
+    if settings.bridge is not None:
+        if not _BRIDGE_NAME.match(settings.bridge):
+            problems.append(f"kubestrata:bridge: {settings.bridge!r} is not a Linux bridge "
+                            "name (at most 15 letters, digits, '.', '_', '-')")
+        return problems
+    host = topology.network[1]
+    if topology.gateway != host:
+        problems.append(f"network.gateway: a libvirt NAT network puts the host at {host}, the "
+                        f"first address of {topology.network}; leave network.gateway out or "
+                        f"set it to {host} (or join a host bridge whose router is "
+                        f"{topology.gateway} with kubestrata:bridge)")
+    uris = hypervisors(topology, settings)
+    if len(uris) > 1:
+        problems.append(f"node_groups: the nodes run on {len(uris)} hypervisors "
+                        f"({', '.join(uris)}) but a libvirt NAT network stays on its own host; "
+                        "set kubestrata:bridge to a host bridge that joins the hypervisors")
+    return problems
+
+
+def hypervisors(topology: Topology, settings: Settings) -> dict[str, list[Node]]:
+    """The nodes of each libvirt URI, in topology order."""
+    by_uri: dict[str, list[Node]] = {}
+    for node in topology.nodes:
+        by_uri.setdefault(node.libvirt_uri or settings.uri, []).append(node)
+    return by_uri
+
+
+def pool_name(topology: Topology) -> str:
+    return f"kubestrata-{topology.name}"
+
+
+def pool_path(topology: Topology, settings: Settings) -> str:
+    return settings.pool_path or f"{DEFAULT_POOL_PARENT}/{pool_name(topology)}"
+
+
+def network_name(topology: Topology) -> str:
+    return f"kubestrata-{topology.name}"
+
+
+def domain_name(topology: Topology, node: Node) -> str:
+    """Domain names are global on a host, so they carry the topology name."""
+    return f"{topology.name}-{node.name}"
+
+
+def image_volume_name(image: str) -> str:
+    return Path(urlsplit(image).path).name
+
+
+def mac_address(topology: Topology, node: Node) -> str:
+    """A stable MAC in the QEMU range, so network-config can match the interface by it."""
+    digest = hashlib.sha256(f"{topology.name}/{node.name}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{byte:02x}" for byte in digest[:3])
+
+
+def access_dir(topology: Topology) -> Path:
+    """Where hosts.yml and known_hosts land (gitignored)."""
+    return paths.INVENTORY_DIR / "libvirt" / topology.name
+
+
+def state_dir(stack: str) -> Path:
+    """Private per-stack state (host keys); never committed."""
+    return paths.STATE_DIR / "libvirt" / stack
+
+
+def ssh_options(topology: Topology) -> list[str]:
+    known_hosts = access_dir(topology) / "known_hosts"
+    return ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+
+
+def _jump_host(uri: str, settings: Settings) -> str | None:
+    """A remote qemu+ssh hypervisor, when its NAT network is reachable only through it."""
+    parts = urlsplit(uri)
+    if settings.bridge or not parts.hostname or not parts.scheme.endswith("+ssh"):
+        return None
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{user}{parts.hostname}{port}"
+
+
+def _node_ssh_options(topology: Topology, settings: Settings, node: Node) -> list[str]:
+    jump = _jump_host(node.libvirt_uri or settings.uri, settings)
+    return ssh_options(topology) + (["-o", f"ProxyJump={jump}"] if jump else [])
+
+
+def inventory_for(topology: Topology, settings: Settings) -> dict:
+    """The Ansible inventory of the VMs: the shared renderer plus how to reach each VM."""
+    connection = {node.name: {"ansible_ssh_common_args":
+                              " ".join(_node_ssh_options(topology, settings, node))}
+                  for node in topology.nodes}
+    return inventory.render(topology, connection, {"ansible_user": settings.admin_user})
+
+
+def ssh_commands(topology: Topology, settings: Settings) -> dict[str, str]:
+    """One ssh command line per node."""
+    return {node.name: " ".join(["ssh", *_node_ssh_options(topology, settings, node),
+                                 f"{settings.admin_user}@{node.address}"])
+            for node in topology.nodes}
+
+
+def write_access_files(topology: Topology, settings: Settings,
+                       keys: dict[str, hostkeys.HostKey]) -> Path:
+    """Write known_hosts and hosts.yml next to each other; returns the inventory's path."""
+    directory = access_dir(topology)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "known_hosts").write_text(hostkeys.known_hosts(topology, keys))
+    return inventory.write(inventory_for(topology, settings), directory / "hosts.yml")

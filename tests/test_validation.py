@@ -1,0 +1,110 @@
+"""Every validation rule: a bad topology is refused with the field named and a fix given."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubestrata import topology
+from kubestrata.cli import main
+
+CASES = [
+    # (base topology, overrides, field named, words of the fix)
+    ("ha-external-etcd", {"node_groups": {"etcd": {"count": 2}}}, "node_groups[0].count", "odd"),
+    ("multi-master", {"node_groups": {"cp": {"count": 1}}}, "node_groups[1].count",
+     "at least 2 control-plane"),
+    ("multi-master", {"api": {"virtual_ip": None}}, "api.virtual_ip", "need a virtual IP"),
+    ("multi-master", {"api": {"virtual_ip": "10.99.0.5"}}, "api.virtual_ip", "outside the node network"),
+    ("multi-master", {"node_groups": {"cp": {"addresses": ["10.40.3.5"]}}}, "api.virtual_ip",
+     "also the address of cp-1"),
+    ("multi-master", {"api": {"port": 6443}}, "api.port", "8443"),
+    ("single-master", {"node_groups": {"worker": {"addresses": ["10.40.2.10"]}}},
+     "node_groups[1].addresses", "share the address"),
+    ("single-master", {"node_groups": {"worker": {"addresses": ["10.41.0.7"]}}},
+     "node_groups[1].addresses", "outside the node network"),
+    ("single-master", {"node_groups": {"worker": {"addresses": ["10.40.2.1"]}}},
+     "node_groups[1].addresses", "gateway"),
+    ("single-master", {"node_groups": [
+        {"name": "cp", "roles": ["etcd", "control_plane"], "count": 1, "cpus": 2,
+         "memory_mib": 2048, "disk_gib": 20},
+        {"name": "cp", "roles": ["worker"], "count": 1, "cpus": 2, "memory_mib": 2048,
+         "disk_gib": 20}]}, "node_groups[1].name", "duplicate group name"),
+    ("single-master", {"network": {"cidr": "10.244.0.0/24"}}, "pods.cidr", "overlaps"),
+    ("single-master", {"services": {"cidr": "10.244.128.0/20"}}, "services.cidr", "overlaps"),
+    ("single-master", {"node_groups": {"cp": {"cpus": 1}}}, "node_groups[0].cpus",
+     "minimum of 2 for a control_plane node"),
+    ("single-master", {"node_groups": {"cp": {"memory_mib": 1024}}}, "node_groups[0].memory_mib",
+     "minimum of 1700"),
+    ("single-master", {"node_groups": {"worker": {"roles": ["wroker"]}}}, "node_groups[1].roles",
+     "unknown role 'wroker'"),
+    ("single-master", {"runtime": "docker"}, "runtime", "containerd, cri-o"),
+    ("single-master", {"cni": "weave"}, "cni", "bridge, flannel, calico"),
+    ("single-master", {"versions": {"kubernetes": "v1.31"}}, "versions.kubernetes", "1.31.4"),
+    ("single-master", {"netwrok": {"cidr": "10.0.0.0/24"}}, "netwrok", "unknown key"),
+    ("single-master", {"node_groups": {"worker": {"cpu": 2}}}, "node_groups[1].cpu", "unknown key"),
+    ("single-master", {"node_groups": {"worker": {"count": "2"}}}, "node_groups[1].count",
+     "remove the quotes"),
+    ("single-master", {"node_groups": {"worker": {"count": True}}}, "node_groups[1].count",
+     "whole number"),
+    ("single-master", {"network": {"cidr": "10.40.2.1/24"}}, "network.cidr", "host bits zero"),
+    ("single-master", {"network": {"first_host": 253}}, "node_groups[1].addresses",
+     "widen network.cidr"),
+    ("single-master", {"pods": {"cidr": "10.244.0.0/23"}}, "pods.cidr", "holds only 2"),
+    ("single-master", {"node_groups": {"cp": {"roles": ["control_plane"]}}}, "node_groups",
+     "no node has the etcd role"),
+    ("single-master", {"versions": {"etcd": None}}, "versions.etcd", "missing"),
+]
+
+
+@pytest.mark.parametrize("base,overrides,field,fix", CASES,
+                         ids=[f"{c[2]}:{c[3]}" for c in CASES])
+def test_bad_topology_names_field_and_fix(base, overrides, field, fix):
+    with pytest.raises(topology.TopologyError) as error:
+        topology.load(base, overrides)
+    matching = [p for p in error.value.problems if p.startswith(f"{field}:")]
+    assert matching, error.value.problems
+    assert any(fix in p for p in matching), matching
+
+
+@pytest.mark.parametrize("name", topology.NAMES)
+def test_builtin_topologies_are_valid(name, capsys):
+    assert main(["validate", name]) == 0
+    assert f"{name}: valid" in capsys.readouterr().out
+
+
+def test_unknown_topology_name_is_refused_with_the_choices(capsys):
+    assert main(["validate", "three-masters"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown topology 'three-masters'" in err and "ha-external-etcd" in err
+
+
+def test_missing_file_is_refused(capsys, tmp_path):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "no file at" in capsys.readouterr().err
+
+
+def test_every_problem_gets_its_own_line(capsys, tmp_path):
+    spec = yaml.safe_load((topology.TOPOLOGY_DIR / "ha-external-etcd.yaml").read_text())
+    spec["runtime"] = "docker"
+    spec["cni"] = "weave"
+    spec["extra"] = 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    assert main(["validate", str(bad)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["extra", "runtime", "cni"]
+
+
+def test_set_overrides_reach_validation(capsys):
+    assert main(["validate", "ha-external-etcd", "--set", "node_groups.etcd.count=4"]) == 2
+    assert "node_groups[0].count: 4 etcd members" in capsys.readouterr().err
+
+
+def test_the_console_command_exits_non_zero_on_problems():
+    kubestrata = Path(sys.executable).with_name("kubestrata")
+    result = subprocess.run([str(kubestrata), "validate", "single-master", "--set", "cni=weave"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: cni: unknown 'weave'")
