@@ -11,7 +11,7 @@ from tests.lab.conftest import ssh, venv_tool
 def test_every_node_answers_ansible_ping_from_the_lab_namespace(lab):
     result = subprocess.run(
         [venv_tool("kubestrata"), "lab", "run", lab.name, "--", venv_tool("ansible"), "all",
-         "-m", "ping", "-o"], capture_output=True, text=True, timeout=300)
+         "-m", "ping"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     answered = {line.split()[0] for line in result.stdout.splitlines() if "SUCCESS" in line}
     assert answered == {n.name for n in lab.topology.nodes}

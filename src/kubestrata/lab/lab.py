@@ -153,7 +153,10 @@ class Lab:
         return result.returncode == 0
 
     def _write_inventory(self) -> bool:
-        ssh_args = " ".join(o for o in self.ssh_options() if o not in ("-i", str(self.key)))
+        # The proxy lets Ansible reach the nodes from the host namespace as well as the lab's.
+        proxy = f"ip netns exec {self.namespace} {sys.executable} -m kubestrata.lab.proxy %h %p"
+        options = [o for o in self.ssh_options() if o not in ("-i", str(self.key))]
+        ssh_args = " ".join(options + ["-o", f"'ProxyCommand={proxy}'"])
         rendered = inventory.render(self.topology, common={
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(self.key),

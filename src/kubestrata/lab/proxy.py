@@ -1,0 +1,36 @@
+"""SSH ProxyCommand for lab nodes: relays stdin/stdout to HOST:PORT from inside the lab namespace.
+
+The lab inventory runs it as `ip netns exec ks-LAB python -m kubestrata.lab.proxy %h %p`, so
+Ansible, SSH and molecule reach the nodes from the host's own namespace too.
+"""
+
+import os
+import selectors
+import socket
+import sys
+
+
+def relay(host: str, port: int) -> None:
+    conn = socket.create_connection((host, port), timeout=10)
+    conn.settimeout(None)
+    selector = selectors.DefaultSelector()
+    selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
+    selector.register(conn, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is conn:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                os.write(sys.stdout.fileno(), data)
+            else:
+                data = os.read(sys.stdin.fileno(), 65536)
+                if not data:
+                    conn.shutdown(socket.SHUT_WR)
+                    selector.unregister(sys.stdin.fileno())
+                    continue
+                conn.sendall(data)
+
+
+if __name__ == "__main__":
+    relay(sys.argv[1], int(sys.argv[2]))
