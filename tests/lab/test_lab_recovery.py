@@ -77,3 +77,13 @@ def test_missing_tools_are_named_with_the_apt_get_line(monkeypatch):
                         {"no-such-nspawn": "systemd-container", "no-such-debootstrap": "debootstrap"})
     with pytest.raises(LabError, match="apt-get install -y debootstrap systemd-container"):
         Lab(topology.load("all-in-one")).up(log=lambda msg: None)
+
+
+def test_down_removes_nodes_whose_nspawn_was_killed(single_master):
+    lab = single_master
+    lab.up(log=lambda msg: None)
+    for pid in machine.nspawn_pids(lab.name).values():
+        os.kill(pid, 9)          # the nodes' systemd keeps running without its nspawn
+    assert lab.down()
+    assert leftovers(lab) == []
+    assert not machine.cgroup_pids(machine.cgroup_path(lab.name))

@@ -217,7 +217,9 @@ class Lab:
             machine.stop(list(nspawn.values()))
             removed.append(f"stopped {len(nspawn)} nodes")
         namespaces = network.namespaces(self.name)
-        leftover = [pid for ns in namespaces for pid in network.pids(ns)]
+        # A node's init outlives a killed nspawn; the mirror server lives in the lab namespace.
+        leftover = sorted(machine.cgroup_pids(machine.cgroup_path(self.name))
+                          | {pid for ns in namespaces for pid in network.pids(ns)})
         if leftover:
             machine.stop(leftover, timeout=5)
             removed.append(f"stopped {len(leftover)} processes in the lab namespaces")

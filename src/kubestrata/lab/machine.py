@@ -33,7 +33,7 @@ def cgroup_hierarchies() -> list[Path]:
 
 
 def cgroup_path(lab: str, node: str = "") -> Path:
-    return Path("kubestrata") / lab / node
+    return Path("kubestrata") / network.lab_namespace(lab) / node
 
 
 def _enter_cgroups(relative: Path) -> None:

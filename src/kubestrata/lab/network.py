@@ -8,18 +8,24 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from kubestrata.paths import STATE_DIR
 from kubestrata.shell import run
 
 NETNS_DIR = Path("/run/netns")
 BRIDGE = "br0"
 
 
+# Names carry a short id of this checkout's state directory, so labs of two checkouts on one
+# host (a developer's and CI's, say) never touch each other.
+INSTANCE = "ks" + hashlib.sha1(str(STATE_DIR.resolve()).encode()).hexdigest()[:4]
+
+
 def lab_namespace(lab: str) -> str:
-    return f"ks-{lab}"
+    return f"{INSTANCE}-{lab}"
 
 
 def node_namespace(lab: str, node: str) -> str:
-    return f"ks-{lab}.{node}"
+    return f"{INSTANCE}-{lab}.{node}"
 
 
 def namespaces(lab: str) -> list[str]:

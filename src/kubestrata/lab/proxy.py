@@ -1,6 +1,6 @@
 """SSH ProxyCommand for lab nodes: relays stdin/stdout to HOST:PORT from inside the lab namespace.
 
-The lab inventory runs it as `ip netns exec ks-LAB python -m kubestrata.lab.proxy %h %p`, so
+The lab inventory runs it as `ip netns exec LAB-NAMESPACE python -m kubestrata.lab.proxy %h %p`, so
 Ansible, SSH and molecule reach the nodes from the host's own namespace too.
 """
 
