@@ -9,7 +9,7 @@ import time
 from kubestrata import topology as topo
 from kubestrata.lab.lab import Lab, LabError
 from kubestrata.paths import INVENTORY_DIR
-from kubestrata.shell import CommandError
+from kubestrata.shell import CommandError, require, run
 
 
 def _load(args) -> topo.Topology:
@@ -102,6 +102,20 @@ def cmd_lab_down(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    from kubestrata import graph
+    svg = graph.render(_load(args))
+    if args.output is None:
+        sys.stdout.write(svg)
+    elif args.output.endswith(".png"):
+        require({"rsvg-convert": "librsvg2-bin"})
+        run(["rsvg-convert", "-o", args.output], input=svg)
+    else:
+        with open(args.output, "w") as out:
+            out.write(svg)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from kubestrata.lab import bench
     return bench.main(args.topologies, cold=args.cold)
@@ -135,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
                                                        "with ANSIBLE_INVENTORY set"))
     rn.add_argument("command", nargs=argparse.REMAINDER)
     rn.set_defaults(func=cmd_lab_run)
+
+    gr = with_topology(sub.add_parser("graph", help="draw the topology as SVG (or PNG)"))
+    gr.add_argument("-o", "--output", help="file to write, .svg or .png (default: SVG on stdout)")
+    gr.set_defaults(func=cmd_graph)
 
     bench = sub.add_parser("bench", help="print lab up times (cold and warm) and node memory")
     bench.add_argument("topologies", nargs="*", default=list(topo.NAMES))
