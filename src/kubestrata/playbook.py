@@ -1,0 +1,167 @@
+"""Running playbooks through ansible-runner, with progress people can follow.
+
+One line per layer (a play): hosts that finished it, what changed, how long it took; a failure
+shows host, task and the module's message, not a wall of JSON. ``verbose`` streams Ansible's
+own output instead. Every run keeps its events and output under ``.kubestrata/runs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubestrata.paths import PROJECT_ROOT, STATE_DIR
+
+RUNS_DIR = STATE_DIR / "runs"
+
+
+@dataclass
+class Failure:
+    host: str
+    task: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.host} | {self.task} | {self.message}"
+
+
+@dataclass
+class Layer:
+    name: str
+    started: float
+    hosts: set[str] = field(default_factory=set)
+    changed_hosts: set[str] = field(default_factory=set)
+    changes: int = 0
+    failed_hosts: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        done = len(self.hosts - self.failed_hosts)
+        mark = "FAILED" if self.failed_hosts else "ok"
+        changed = f"{self.changes} changes on {len(self.changed_hosts)} hosts" if self.changes \
+            else "no changes"
+        return (f"  {mark:<6} {self.name:<34} {done}/{len(self.hosts)} hosts  {changed:<24} "
+                f"{self.seconds:6.1f} s")
+
+
+@dataclass
+class Result:
+    ok: bool
+    run_dir: Path
+    layers: list[Layer]
+    failures: list[Failure]
+    changes: int
+
+
+def _message(res: dict) -> str:
+    for key in ("msg", "stderr", "reason", "module_stderr"):
+        value = res.get(key)
+        if value:
+            text = " ".join(str(value).split())
+            return text if len(text) <= 400 else text[:400] + " ..."
+    return "failed without a message (run with --verbose for Ansible's output)"
+
+
+class Progress:
+    """An ansible-runner event handler that prints a line as each layer ends."""
+
+    def __init__(self, out=print, verbose: bool = False, clock=time.monotonic, status=None):
+        self.out = out
+        self.status = status        # shows the running layer until its line is printed (a TTY)
+        self.verbose = verbose
+        self.clock = clock
+        self.layers: list[Layer] = []
+        self.failures: list[Failure] = []
+        self.changes = 0
+
+    @property
+    def current(self) -> Layer | None:
+        return self.layers[-1] if self.layers and not self.layers[-1].seconds else None
+
+    def __call__(self, event: dict) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if self.verbose and event.get("stdout"):
+            self.out(event["stdout"])
+        if kind == "playbook_on_play_start":
+            self._finish()
+            self.layers.append(Layer(data.get("play") or data.get("name") or "play", self.clock()))
+            if self.status and not self.verbose:
+                self.status(f"  ...    {self.layers[-1].name}")
+        elif kind.startswith("runner_on_") and self.current and data.get("host"):
+            self._record(kind, data)
+        elif kind == "playbook_on_stats":
+            self._finish()
+        return True
+
+    def _record(self, kind: str, data: dict) -> None:
+        layer = self.current
+        host = data["host"]
+        layer.hosts.add(host)
+        res = data.get("res") or {}
+        if kind == "runner_on_ok" and res.get("changed"):
+            layer.changes += 1
+            layer.changed_hosts.add(host)
+            self.changes += 1
+        elif (kind == "runner_on_failed" and not data.get("ignore_errors")) \
+                or kind == "runner_on_unreachable":
+            layer.failed_hosts.add(host)
+            failure = Failure(host, data.get("task", "?"), _message(res))
+            self.failures.append(failure)
+            self.out(f"  FAILED {failure}")
+
+    def _finish(self) -> None:
+        layer = self.current
+        if layer is not None:
+            layer.seconds = max(self.clock() - layer.started, 0.001)
+            if not self.verbose:
+                self.out(layer.line())
+
+
+def new_run_dir(command: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    run_dir = RUNS_DIR / f"{stamp}-{command}"
+    run_dir.mkdir(parents=True, mode=0o700)
+    return run_dir
+
+
+def run(playbook: Path, inventory: Path, *, tags: list[str] | None = None,
+        extravars: dict | None = None, limit: str | None = None, verbose: bool = False,
+        out=print, status=None, run_dir: Path | None = None) -> Result:
+    """Run a playbook against inventory; a failed play is reported in the result, not raised."""
+    import ansible_runner
+
+    run_dir = run_dir or new_run_dir(playbook.stem)
+    log = open(run_dir / "progress.log", "a")
+
+    def emit(line: str) -> None:
+        out(line)
+        log.write(line + "\n")
+        log.flush()
+
+    progress = Progress(out=emit, verbose=verbose, status=status)
+    venv_bin = str(Path(sys.executable).parent)
+    runner = ansible_runner.run(
+        private_data_dir=str(run_dir),
+        project_dir=str(PROJECT_ROOT),
+        playbook=str(playbook),
+        inventory=str(inventory),
+        tags=",".join(tags) if tags else None,
+        extravars=extravars or {},
+        limit=limit,
+        envvars={"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+                 "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")},
+        event_handler=progress,
+        quiet=True,
+        suppress_env_files=True,      # extravars stay out of files in the run directory
+    )
+    log.close()
+    ok = runner.status == "successful" and not progress.failures
+    if runner.status not in ("successful", "failed"):
+        emit(f"  ansible-runner ended with status {runner.status}; "
+             f"see {run_dir / 'artifacts'} for its output")
+    return Result(ok, run_dir, progress.layers, progress.failures, progress.changes)
