@@ -116,6 +116,53 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def _status_line():
+    """A transient 'what runs now' line on a terminal; nothing when output is a file or pipe."""
+    if not sys.stdout.isatty():
+        return None
+    return lambda text: print(f"\r\033[K{text}", end="", flush=True)
+
+
+def _out(line: str) -> None:
+    print(f"\r\033[K{line}" if sys.stdout.isatty() else line, flush=True)
+
+
+def cmd_up(args) -> int:
+    from kubestrata import orchestrate
+    from kubestrata.providers import provider_for
+    t = _load(args)
+    provider = provider_for(args.provider, t)
+    _out(f"{t.name}: {len(t.nodes)} nodes on {provider.name}; topology valid")
+    phases = orchestrate.up_phases(t, provider, verbose=args.verbose, out=_out,
+                                   status=_status_line())
+    try:
+        orchestrate.execute(phases, out=_out)
+    except orchestrate.PhaseFailed as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
+        return 1
+    for line in orchestrate.summary(t, provider):
+        print(line)
+    return 0
+
+
+def cmd_down(args) -> int:
+    from kubestrata.providers import provider_for
+    t = _load(args)
+    provider = provider_for(args.provider, t)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("kubestrata: down destroys the machines; confirm with --yes", file=sys.stderr)
+            return 1
+        answer = input(f"Destroy every machine of {t.name} ({provider.name})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("kept everything")
+            return 1
+    for line in provider.destroy():
+        print(f"  {line}")
+    print(f"{t.name}: down")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from kubestrata.lab import bench
     return bench.main(args.topologies, cold=args.cold)
@@ -149,6 +196,15 @@ def parser() -> argparse.ArgumentParser:
                                                        "with ANSIBLE_INVENTORY set"))
     rn.add_argument("command", nargs=argparse.REMAINDER)
     rn.set_defaults(func=cmd_lab_run)
+
+    up = with_topology(sub.add_parser("up", help="machines, layers and checks: a working cluster"))
+    up.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    up.add_argument("--verbose", action="store_true", help="stream Ansible's own output")
+    up.set_defaults(func=cmd_up)
+    down = with_topology(sub.add_parser("down", help="destroy the machines"))
+    down.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    down.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    down.set_defaults(func=cmd_down)
 
     gr = with_topology(sub.add_parser("graph", help="draw the topology as SVG (or PNG)"))
     gr.add_argument("-o", "--output", help="file to write, .svg or .png (default: SVG on stdout)")
