@@ -12,6 +12,8 @@ APT_PACKAGES=(
   iproute2 openssh-client               # lab networking, SSH to nodes
   systemd-container debootstrap         # lab nodes (systemd-nspawn) and their root filesystem
   dpkg-dev                              # dpkg-scanpackages for the lab's package mirror
+  qemu-system-x86 qemu-utils            # the VM boot test: qemu (TCG) and qemu-img
+  cloud-image-utils                     # cloud-localds: the NoCloud seed of the VM boot test
 )
 
 need_root() {

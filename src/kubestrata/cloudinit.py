@@ -39,7 +39,7 @@ def render(topology: Topology, node: Node, admin_user: str, ssh_public_key: str,
     values = {
         "topology": topology,
         "node": node,
-        "fqdn": f"{node.name}.{topology.domain}",
+        "fqdn": topology.fqdn(node),
         "instance_id": vms.domain_name(topology, node),
         "address": f"{node.address}/{topology.network.prefixlen}",
         "mac": vms.mac_address(topology, node),

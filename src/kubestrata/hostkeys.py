@@ -52,6 +52,6 @@ def known_hosts(topology: Topology, keys: dict[str, HostKey]) -> str:
     """known_hosts lines: each node under its name, its FQDN and its address."""
     lines = []
     for node in topology.nodes:
-        names = f"{node.name},{node.name}.{topology.domain},{node.address}"
+        names = f"{node.name},{topology.fqdn(node)},{node.address}"
         lines.append(f"{names} {keys[node.name].public}\n")
     return "".join(lines)

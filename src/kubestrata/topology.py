@@ -77,6 +77,9 @@ class Topology:
         raise KeyError(f"no node named {name!r} in topology {self.name}; nodes: "
                        + ", ".join(n.name for n in self.nodes))
 
+    def fqdn(self, node: Node) -> str:
+        return f"{node.name}.{self.domain}"
+
     @property
     def is_ha(self) -> bool:
         return self.virtual_ip is not None

@@ -25,7 +25,8 @@ PUBLIC_KEY_FILES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_PUBLIC_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\n]*)?$")
+_PUBLIC_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+"
+                         r"( [^\n]*)?$")
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,13 @@ def mac_address(topology: Topology, node: Node) -> str:
     return "52:54:00:" + ":".join(f"{byte:02x}" for byte in digest[:3])
 
 
-def access_dir(topology: Topology) -> Path:
-    """Where hosts.yml and known_hosts land (gitignored)."""
-    return paths.INVENTORY_DIR / "libvirt" / topology.name
+def inventory_path(topology: Topology) -> Path:
+    """Where hosts.yml lands (gitignored); known_hosts lies next to it."""
+    return paths.INVENTORY_DIR / "libvirt" / topology.name / "hosts.yml"
+
+
+def known_hosts_path(topology: Topology) -> Path:
+    return inventory_path(topology).with_name("known_hosts")
 
 
 def state_dir(stack: str) -> Path:
@@ -122,8 +127,8 @@ def state_dir(stack: str) -> Path:
 
 
 def ssh_options(topology: Topology) -> list[str]:
-    known_hosts = access_dir(topology) / "known_hosts"
-    return ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+    return ["-o", f"UserKnownHostsFile={known_hosts_path(topology)}",
+            "-o", "StrictHostKeyChecking=yes"]
 
 
 def _jump_host(uri: str, settings: Settings) -> str | None:
@@ -158,8 +163,8 @@ def ssh_commands(topology: Topology, settings: Settings) -> dict[str, str]:
 
 def write_access_files(topology: Topology, settings: Settings,
                        keys: dict[str, hostkeys.HostKey]) -> Path:
-    """Write known_hosts and hosts.yml next to each other; returns the inventory's path."""
-    directory = access_dir(topology)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "known_hosts").write_text(hostkeys.known_hosts(topology, keys))
-    return inventory.write(inventory_for(topology, settings), directory / "hosts.yml")
+    """Write known_hosts, then hosts.yml next to it; returns the inventory's path."""
+    known_hosts = known_hosts_path(topology)
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    known_hosts.write_text(hostkeys.known_hosts(topology, keys))
+    return inventory.write(inventory_for(topology, settings), inventory_path(topology))

@@ -43,7 +43,7 @@ def ensure(rootfs: Path, log=print) -> Path:
     shutil.rmtree(building, ignore_errors=True)
     log(f"building the lab package mirror ({len(PACKAGES)} packages and their dependencies) "
         f"in {target}")
-    debian.download(list(PACKAGES), rootfs / "var" / "lib" / "dpkg" / "status", building)
+    debian.download(list(PACKAGES), building, status_file=rootfs / "var" / "lib" / "dpkg" / "status")
     shutil.rmtree(building / "partial", ignore_errors=True)
     (building / "lock").unlink(missing_ok=True)
     (building / "Packages").write_text(_scan(building))

@@ -1,0 +1,126 @@
+"""The libvirt resources of one topology, as ComponentResources that read like the topology.
+
+Cluster
+  Hypervisor (one per libvirt URI): provider, storage pool, base image, ClusterNetwork
+  Node (one per topology node): copy-on-write disk, cloud-init seed disk, domain
+"""
+
+from __future__ import annotations
+
+import re
+
+import pulumi
+import pulumi_libvirt as libvirt
+
+from kubestrata import cloudinit, vms
+from kubestrata.hostkeys import HostKey
+from kubestrata.topology import Node, Topology
+
+GIB = 1024 ** 3
+SERIAL_CONSOLE = {"type": "pty", "target_type": "serial", "target_port": "0"}
+
+
+class ClusterNetwork(pulumi.ComponentResource):
+    """A NAT network with the topology's CIDR; its DNS answers for every node name."""
+
+    def __init__(self, name: str, topology: Topology, opts: pulumi.ResourceOptions):
+        super().__init__("kubestrata:libvirt:ClusterNetwork", name, None, opts)
+        self.network = libvirt.Network(
+            name,
+            name=vms.network_name(topology),
+            mode="nat",
+            domain=topology.domain,
+            addresses=[str(topology.network)],
+            # Addresses are static (network-config); no DHCP range to collide with them.
+            dhcp={"enabled": False},
+            dns={"enabled": True, "local_only": True,
+                 "hosts": [{"hostname": node.name, "ip": str(node.address)}
+                           for node in topology.nodes]},
+            autostart=True,
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"id": self.network.id})
+
+
+class Hypervisor(pulumi.ComponentResource):
+    """One libvirt host: its provider, the storage pool, the base image and the network."""
+
+    def __init__(self, name: str, uri: str, topology: Topology, settings: vms.Settings,
+                 opts: pulumi.ResourceOptions):
+        super().__init__("kubestrata:libvirt:Hypervisor", name, None, opts)
+        self.provider = libvirt.Provider(name, uri=uri, opts=pulumi.ResourceOptions(parent=self))
+        resources = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.pool = libvirt.Pool(
+            f"{name}-pool", name=vms.pool_name(topology), type="dir",
+            target={"path": vms.pool_path(topology, settings)}, opts=resources)
+        self.base_image = libvirt.Volume(
+            f"{name}-base-image", name=vms.image_volume_name(settings.image),
+            pool=self.pool.name, source=settings.image, format="qcow2", opts=resources)
+        self.network = None if settings.bridge else ClusterNetwork(
+            f"{name}-network", topology,
+            pulumi.ResourceOptions(parent=self, providers=[self.provider]))
+        self.register_outputs({})
+
+    def interface(self, mac: str, settings: vms.Settings) -> dict:
+        if self.network is None:
+            return {"bridge": settings.bridge, "mac": mac}
+        return {"network_id": self.network.network.id, "mac": mac}
+
+
+class NodeVM(pulumi.ComponentResource):
+    """One node: a copy-on-write disk of the role's size, its cloud-init seed and its domain."""
+
+    def __init__(self, topology: Topology, node: Node, hypervisor: Hypervisor,
+                 settings: vms.Settings, host_key: HostKey, opts: pulumi.ResourceOptions):
+        super().__init__("kubestrata:libvirt:Node", node.name, None, opts)
+        resources = pulumi.ResourceOptions(parent=self, provider=hypervisor.provider)
+        disk = libvirt.Volume(
+            f"{node.name}-disk", name=f"{node.name}.qcow2", pool=hypervisor.pool.name,
+            base_volume_id=hypervisor.base_image.id, format="qcow2",
+            size=node.disk_gib * GIB, opts=resources)
+        seed = cloudinit.render(topology, node, settings.admin_user, settings.ssh_public_key,
+                                host_key)
+        seed_disk = libvirt.CloudInitDisk(
+            f"{node.name}-cloud-init", name=f"{node.name}-cloud-init.iso",
+            pool=hypervisor.pool.name, user_data=pulumi.Output.secret(seed.user_data),
+            meta_data=seed.meta_data, network_config=seed.network_config, opts=resources)
+        self.domain = libvirt.Domain(
+            f"{node.name}-domain",
+            name=vms.domain_name(topology, node),
+            vcpu=node.cpus,
+            memory=node.memory_mib,
+            cpu={"mode": "host-passthrough"},
+            disks=[{"volume_id": disk.id}],
+            cloudinit=seed_disk.id,
+            network_interfaces=[hypervisor.interface(vms.mac_address(topology, node), settings)],
+            consoles=[SERIAL_CONSOLE],
+            # The provider gives every domain the guest-agent channel (org.qemu.guest_agent.0).
+            # qemu_agent=True would only make it ask the agent for addresses, which fails the
+            # domain's creation while the agent is not up yet (provider 0.7.6,
+            # dmacvicar/terraform-provider-libvirt#1050); the addresses are static anyway.
+            qemu_agent=False,
+            autostart=True,
+            opts=resources)
+        self.register_outputs({"domain": self.domain.id})
+
+
+class Cluster(pulumi.ComponentResource):
+    """All VMs of a topology, across the hypervisors its node groups name."""
+
+    def __init__(self, topology: Topology, settings: vms.Settings,
+                 host_keys: dict[str, HostKey]):
+        super().__init__("kubestrata:libvirt:Cluster", topology.name)
+        self.nodes: list[NodeVM] = []
+        for uri, nodes in vms.hypervisors(topology, settings).items():
+            hypervisor = Hypervisor(_label(uri), uri, topology, settings,
+                                    pulumi.ResourceOptions(parent=self))
+            for node in nodes:
+                self.nodes.append(NodeVM(topology, node, hypervisor, settings,
+                                         host_keys[node.name],
+                                         pulumi.ResourceOptions(parent=self)))
+        self.ready = pulumi.Output.all(*(vm.domain.id for vm in self.nodes))
+        self.register_outputs({})
+
+
+def _label(uri: str) -> str:
+    """A resource name for a URI: qemu+ssh://admin@kvm2/system -> qemu-ssh-admin-kvm2-system."""
+    return re.sub(r"[^a-z0-9]+", "-", uri.lower()).strip("-")

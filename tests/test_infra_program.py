@@ -1,0 +1,301 @@
+"""The Pulumi program in infra/, run for each stack against pulumi's mocks (no engine, no libvirt).
+
+Each run executes infra/__main__.py exactly as the engine would, records every resource it
+registers with its inputs, and checks them against the topology the stack names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import runpy
+import stat
+from dataclasses import dataclass
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime import mocks, settings
+
+from kubestrata import paths, topology, vms
+
+INFRA = paths.PROJECT_ROOT / "infra"
+GIB = 1024 ** 3
+ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKubestrataTestAdminKey0000000000000000 admin@test"
+DOMAIN = "libvirt:index/domain:Domain"
+VOLUME = "libvirt:index/volume:Volume"
+SEED = "libvirt:index/cloudInitDisk:CloudInitDisk"
+NETWORK = "libvirt:index/network:Network"
+PROVIDER = "pulumi:providers:libvirt"
+
+
+class Recorder(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.resources: list[mocks.MockResourceArgs] = []
+
+    def new_resource(self, args):
+        self.resources.append(args)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args):
+        return {}, None
+
+
+@dataclass
+class Run:
+    resources: list[mocks.MockResourceArgs]
+    outputs: dict
+
+    def of_type(self, typ: str) -> dict[str, mocks.MockResourceArgs]:
+        return {r.name: r for r in self.resources if r.typ == typ}
+
+    def domains(self, topo) -> dict[str, dict]:
+        """Domain inputs by node name."""
+        by_domain_name = {r.inputs["name"]: r.inputs for r in self.of_type(DOMAIN).values()}
+        return {n.name: by_domain_name[vms.domain_name(topo, n)] for n in topo.nodes}
+
+
+def stack_config(stack: str) -> dict[str, str]:
+    """The stack file's config as the engine hands it to the program (objects as JSON)."""
+    config = yaml.safe_load((paths.PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in config.items()}
+
+
+def stack_topology(stack: str, overrides: dict | None = None):
+    config = yaml.safe_load((paths.PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return topology.load(config["kubestrata:topology"],
+                         topology.merge(config.get("kubestrata:overrides") or {}, overrides or {}))
+
+
+def run_program(stack: str, extra: dict | None = None, preview: bool = False,
+                recorder: Recorder | None = None) -> Run:
+    config = {**stack_config(stack), "kubestrata:sshPublicKey": ADMIN_KEY, **(extra or {})}
+    pulumi.runtime.set_all_config(config)
+    settings.set_root_resource(None)
+    recorder = recorder or Recorder()
+    mocks.set_mocks(recorder, project="kubestrata", stack=stack, preview=preview)
+    outputs: dict = {}
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(INFRA), run_name="__main__")
+        return pulumi.Output.all(**settings.get_root_resource().outputs).apply(outputs.update)
+
+    program()
+    return Run(recorder.resources, outputs)
+
+
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
+    monkeypatch.setattr(paths, "INVENTORY_DIR", tmp_path / "inventories")
+
+
+def user_data(seed: mocks.MockResourceArgs) -> str:
+    value = seed.inputs["userData"]
+    rpc = pulumi.runtime.rpc
+    assert isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig, \
+        f"{seed.name}: user-data holds a private host key and must be a Pulumi secret"
+    return value["value"]
+
+
+@pytest.mark.parametrize("stack", topology.NAMES)
+def test_one_domain_per_node_with_the_roles_counts(stack):
+    topo = stack_topology(stack)
+    run = run_program(stack)
+    domains = run.domains(topo)
+    assert len(run.of_type(DOMAIN)) == len(topo.nodes)
+    for role in ("etcd", "control_plane", "worker", "lb"):
+        expected = topo.with_role(role)
+        assert len([n for n in topo.nodes if n.has(role) and n.name in domains]) == len(expected)
+
+
+@pytest.mark.parametrize("stack", topology.NAMES)
+def test_vcpus_memory_and_disk_follow_the_role(stack):
+    topo = stack_topology(stack)
+    run = run_program(stack)
+    volumes = run.of_type(VOLUME)
+    for node, domain in run.domains(topo).items():
+        spec = topo.node(node)
+        assert domain["vcpu"] == spec.cpus
+        assert domain["memory"] == spec.memory_mib
+        assert volumes[f"{node}-disk"].inputs["size"] == spec.disk_gib * GIB
+
+
+def test_stack_overrides_change_the_sizes():
+    topo = stack_topology("ha-external-etcd")
+    assert topology.load("ha-external-etcd").node("etcd-1").memory_mib == 2048
+    domains = run_program("ha-external-etcd").domains(topo)
+    assert [domains[n.name]["memory"] for n in topo.with_role("etcd")] == [1024] * 3
+    assert [domains[n.name]["memory"] for n in topo.with_role("control_plane")] == [2048] * 3
+
+
+@pytest.mark.parametrize("stack", topology.NAMES)
+def test_addresses_are_unique_inside_the_network_and_match_the_inventory(stack):
+    topo = stack_topology(stack)
+    run = run_program(stack)
+    inventory_hosts = yaml.safe_load(run.outputs["inventory"])["all"]["hosts"]
+    seeds = run.of_type(SEED)
+    addresses = {}
+    for node in topo.nodes:
+        config = yaml.safe_load(seeds[f"{node.name}-cloud-init"].inputs["networkConfig"])
+        interface = ipaddress.ip_interface(config["ethernets"]["eth0"]["addresses"][0])
+        assert interface.network == topo.network
+        addresses[node.name] = str(interface.ip)
+        assert inventory_hosts[node.name]["ansible_host"] == str(interface.ip)
+        assert inventory_hosts[node.name]["node_address"] == str(interface.ip)
+    assert len(set(addresses.values())) == len(topo.nodes)
+    network = next(iter(run.of_type(NETWORK).values())).inputs
+    assert network["addresses"] == [str(topo.network)]
+    assert network["mode"] == "nat"
+    assert {h["hostname"]: h["ip"] for h in network["dns"]["hosts"]} == addresses
+
+
+@pytest.mark.parametrize("stack", topology.NAMES)
+def test_each_disk_is_a_copy_on_write_volume_of_the_base_image(stack):
+    topo = stack_topology(stack)
+    run = run_program(stack)
+    volumes = run.of_type(VOLUME)
+    bases = [v for v in volumes.values() if "source" in v.inputs]
+    assert len(bases) == 1
+    assert bases[0].inputs["source"] == stack_config(stack)["kubestrata:image"]
+    for node, domain in run.domains(topo).items():
+        [disk] = domain["disks"]
+        volume = volumes[f"{node}-disk"]
+        assert disk["volumeId"] == f"{volume.name}-id"
+        assert volume.inputs["baseVolumeId"] == f"{bases[0].name}-id"
+        assert volume.inputs["format"] == "qcow2"
+        assert volume.inputs["pool"] == bases[0].inputs["pool"]
+
+
+@pytest.mark.parametrize("stack", topology.NAMES)
+def test_cloud_init_carries_key_static_address_and_no_password(stack):
+    topo = stack_topology(stack)
+    run = run_program(stack)
+    seeds = run.of_type(SEED)
+    known_hosts = vms.known_hosts_path(topo).read_text().splitlines()
+    for node, domain in run.domains(topo).items():
+        seed = seeds[f"{node}-cloud-init"]
+        assert domain["cloudinit"] == f"{seed.name}-id"
+        data = yaml.safe_load(user_data(seed))
+        [admin] = data["users"]
+        assert admin["ssh_authorized_keys"] == [ADMIN_KEY]
+        assert admin["lock_passwd"] is True and data["ssh_pwauth"] is False
+        assert not _password_keys(data), f"{node}: user-data sets a password"
+        assert data["hostname"] == node
+        assert f"{node},{node}.{topo.domain},{topo.node(node).address} " \
+               f"{data['ssh_keys']['ed25519_public']}" in known_hosts
+        ethernet = yaml.safe_load(seed.inputs["networkConfig"])["ethernets"]["eth0"]
+        assert ethernet["addresses"] == [f"{topo.node(node).address}/{topo.network.prefixlen}"]
+        assert ethernet["match"]["macaddress"] == domain["networkInterfaces"][0]["mac"]
+
+
+def _password_keys(value) -> list[str]:
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "passw" in key or key in ("chpasswd", "plain_text_passwd", "hashed_passwd"):
+                if key not in ("lock_passwd", "ssh_pwauth"):
+                    found.append(key)
+            found += _password_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _password_keys(item)
+    return found
+
+
+def test_domains_have_a_serial_console_and_static_addressing():
+    topo = stack_topology("single-master")
+    for domain in run_program("single-master").domains(topo).values():
+        assert domain["consoles"] == [{"type": "pty", "targetType": "serial", "targetPort": "0"}]
+        assert domain["qemuAgent"] is False       # the agent channel is the provider's default
+        assert "waitForLease" not in domain["networkInterfaces"][0]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"node_groups": {"etcd": {"count": 2}}}, "odd count"),
+    ({"node_groups": {"worker": {"memory_mib": 256}}}, "below the minimum"),
+    ({"pods": {"node_prefix": 40}}, "between 8 and 28"),
+    ({"network": {"gateway": "10.40.4.254"}}, "NAT network puts the host at 10.40.4.1"),
+    ({"node_groups": {"worker": {"libvirt_uri": "qemu+ssh://admin@kvm2/system"}}},
+     "a libvirt NAT network stays on its own host"),
+])
+def test_a_bad_topology_registers_no_resource_at_all(overrides, message):
+    recorder = Recorder()
+    with pytest.raises(pulumi.RunError, match=message) as error:
+        run_program("ha-external-etcd", {"kubestrata:overrides": json.dumps(overrides)},
+                    recorder=recorder)
+    assert "topology ha-external-etcd cannot be used" in str(error.value)
+    assert recorder.resources == []
+    assert not paths.STATE_DIR.exists(), "no host key is made for a topology that is refused"
+
+
+def test_a_missing_ssh_key_is_refused(monkeypatch):
+    monkeypatch.setattr(vms, "default_public_key", lambda: None)
+    with pytest.raises(pulumi.RunError, match="sshPublicKey"):
+        run_program("all-in-one", {"kubestrata:sshPublicKey": ""})
+
+
+def test_one_provider_per_hypervisor_uri():
+    remote = "qemu+ssh://admin@kvm2.example/system?keyfile=/home/me/.ssh/id_ed25519"
+    topo = stack_topology("single-master", {"node_groups": {"worker": {"libvirt_uri": remote}}})
+    run = run_program("single-master", {
+        "kubestrata:bridge": "br0",
+        "kubestrata:overrides": json.dumps({"node_groups": {"worker": {"libvirt_uri": remote}}}),
+    })
+    providers = run.of_type(PROVIDER)
+    assert sorted(p.inputs["uri"] for p in providers.values()) == sorted(["qemu:///system", remote])
+    provider_of = {p.inputs["uri"]: f"::{name}::{name}-id" for name, p in providers.items()}
+    for resource in run.resources:
+        if resource.typ == DOMAIN:
+            node = topo.node(resource.name.removesuffix("-domain"))
+            uri = node.libvirt_uri or "qemu:///system"
+            assert resource.provider.endswith(provider_of[uri]), resource.name
+            assert resource.inputs["networkInterfaces"][0]["bridge"] == "br0"
+    assert not run.of_type(NETWORK), "bridged nodes need no libvirt network"
+    assert len([r for r in run.resources if "source" in r.inputs]) == 2, "a base image per host"
+
+
+def test_a_remote_nat_hypervisor_is_reached_through_ssh_jump():
+    run = run_program("all-in-one", {"kubestrata:libvirtUri": "qemu+ssh://admin@kvm2:2222/system"})
+    assert "-o ProxyJump=admin@kvm2:2222" in run.outputs["ssh"]["node-1"]
+    hosts = yaml.safe_load(run.outputs["inventory"])["all"]["hosts"]
+    assert "ProxyJump=admin@kvm2:2222" in hosts["node-1"]["ansible_ssh_common_args"]
+
+
+@pytest.mark.parametrize("stack", topology.NAMES)
+def test_inventory_and_known_hosts_land_next_to_each_other(stack):
+    topo = stack_topology(stack)
+    run = run_program(stack)
+    directory = paths.INVENTORY_DIR / "libvirt" / topo.name
+    assert run.outputs["inventoryFile"] == str(directory / "hosts.yml")
+    written = yaml.safe_load((directory / "hosts.yml").read_text())
+    assert written == yaml.safe_load(run.outputs["inventory"])
+    assert written["all"]["vars"]["ansible_user"] == "kubestrata"
+    for name, host in written["all"]["hosts"].items():
+        assert host["ansible_ssh_common_args"] == (
+            f"-o UserKnownHostsFile={directory / 'known_hosts'} -o StrictHostKeyChecking=yes")
+        assert run.outputs["ssh"][name].endswith(
+            f"-o StrictHostKeyChecking=yes kubestrata@{topo.node(name).address}")
+    assert len((directory / "known_hosts").read_text().splitlines()) == len(topo.nodes)
+
+
+def test_a_preview_writes_no_inventory():
+    run_program("all-in-one", preview=True)
+    assert not (paths.INVENTORY_DIR / "libvirt").exists()
+
+
+def test_host_keys_are_stable_across_runs_and_kept_private():
+    first = run_program("multi-master")
+    second = run_program("multi-master")
+    def public_keys(run):
+        return {name: yaml.safe_load(user_data(seed))["ssh_keys"]["ed25519_public"]
+                for name, seed in run.of_type(SEED).items()}
+    assert public_keys(first) == public_keys(second)
+    assert len(set(public_keys(first).values())) == len(first.of_type(SEED))
+    state = vms.state_dir("multi-master")
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for key_file in state.iterdir():
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert key_file.read_text() not in json.dumps(first.outputs)
