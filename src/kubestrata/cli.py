@@ -8,7 +8,7 @@ import time
 
 from kubestrata import topology as topo
 from kubestrata.lab.lab import Lab, LabError
-from kubestrata.paths import INVENTORY_DIR
+from kubestrata.providers import ProviderError, provider_for
 from kubestrata.shell import CommandError, require, run
 
 
@@ -32,12 +32,10 @@ def cmd_validate(args) -> int:
 
 def cmd_inventory(args) -> int:
     t = _load(args)
-    path = INVENTORY_DIR / args.provider / t.name / "hosts.yml"
+    path = provider_for(args.provider, t).inventory_path()
     if not path.exists():
-        how = (f"kubestrata lab up {t.name}" if args.provider == "lab"
-               else f"pulumi stack select {t.name} && pulumi up")
-        print(f"kubestrata: no {args.provider} inventory for {t.name} yet; run `{how}`",
-              file=sys.stderr)
+        print(f"kubestrata: no {args.provider} inventory for {t.name} yet; run "
+              f"`kubestrata up {t.name} --provider {args.provider}`", file=sys.stderr)
         return 1
     print(path)
     return 0
@@ -129,7 +127,6 @@ def _out(line: str) -> None:
 
 def cmd_up(args) -> int:
     from kubestrata import orchestrate
-    from kubestrata.providers import provider_for
     t = _load(args)
     provider = provider_for(args.provider, t)
     _out(f"{t.name}: {len(t.nodes)} nodes on {provider.name}; topology valid")
@@ -146,7 +143,6 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from kubestrata.providers import provider_for
     t = _load(args)
     provider = provider_for(args.provider, t)
     if not args.yes:
@@ -166,6 +162,23 @@ def cmd_down(args) -> int:
 def cmd_bench(args) -> int:
     from kubestrata.lab import bench
     return bench.main(args.topologies, cold=args.cold)
+
+
+def cmd_bundle(args) -> int:
+    from pathlib import Path
+
+    from kubestrata import bundle
+    plan = bundle.plan(_load(args), arch=args.arch, repo_base=args.repo_base)
+    print(f"bundle: Kubernetes {plan.kubernetes_version} ({plan.arch}) from {plan.repo_url}")
+    try:
+        index = bundle.build(plan, Path(args.output), log=lambda line: print(f"  {line}", flush=True))
+    except bundle.BundleError as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
+        return 1
+    print(f"  written: {index}")
+    print(f"  serve it (e.g. python3 -m http.server --directory {args.output} 8080) and run the "
+          "layers with -e kube_install_source=offline -e kube_offline_url=http://HOST:8080/")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -215,6 +228,15 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--cold", action="store_true",
                        help="also time a cold start (rootfs and mirror built in an empty cache)")
     bench.set_defaults(func=cmd_bench)
+
+    bundle = with_topology(sub.add_parser(
+        "bundle", help="build the offline install source of the Kubernetes layer "
+                       "(on a machine with internet access)"))
+    bundle.add_argument("-o", "--output", required=True, help="directory to create")
+    bundle.add_argument("--arch", default="amd64", help="the nodes' architecture (default amd64)")
+    bundle.add_argument("--repo-base", help="base URL of the Kubernetes package repositories "
+                                            "(default: the kube role's, pkgs.k8s.io)")
+    bundle.set_defaults(func=cmd_bundle)
     return p
 
 
@@ -226,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    except (LabError, CommandError, KeyError) as exc:
+    except (LabError, CommandError, ProviderError, KeyError) as exc:
         print(f"kubestrata: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,12 +5,22 @@ Both end the same way: machines that answer SSH and an inventory from the one re
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 from pathlib import Path
 from typing import Protocol
 
+from kubestrata import remote, vms
 from kubestrata.lab.lab import Lab
-from kubestrata.paths import INVENTORY_DIR
+from kubestrata.paths import PROJECT_ROOT
 from kubestrata.topology import Topology
+
+SSH_TIMEOUT = 600.0     # a VM's first boot with cloud-init; software emulation is slower
+
+
+class ProviderError(Exception):
+    pass
 
 
 class Provider(Protocol):
@@ -46,11 +56,62 @@ class LabProvider:
         return f"kubestrata lab exec {self.topology.name} {node} -- bash"
 
 
+class LibvirtProvider:
+    """The Pulumi program of infra/ run through the Automation API, stack = topology name."""
+    name = "libvirt"
+
+    def __init__(self, topology: Topology):
+        self.topology = topology
+
+    def _stack(self):
+        if shutil.which("pulumi") is None:
+            raise ProviderError("the Pulumi CLI is not installed; install it (docs/libvirt.md: "
+                                "curl -fsSL https://get.pulumi.com | sh) or use --provider lab")
+        if not (PROJECT_ROOT / f"Pulumi.{self.topology.name}.yaml").exists():
+            raise ProviderError(f"no stack file Pulumi.{self.topology.name}.yaml; copy one of "
+                                "the four and set kubestrata:topology to your topology file")
+        if not {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & set(os.environ):
+            raise ProviderError("set PULUMI_CONFIG_PASSPHRASE (or _FILE): the local state "
+                                "backend encrypts the stack's secrets with it")
+        from pulumi import automation
+        return automation.create_or_select_stack(stack_name=self.topology.name,
+                                                 work_dir=str(PROJECT_ROOT))
+
+    def create(self, log) -> list[str]:
+        stack = self._stack()
+        result = stack.up(on_output=log, show_secrets=False, suppress_outputs=True, color="never")
+        changes = [f"{count} {kind}" for kind, count in
+                   (result.summary.resource_changes or {}).items() if kind != "same" and count]
+        missing = remote.wait_for_ssh(remote.hostvars(self.inventory_path()), SSH_TIMEOUT)
+        if missing:
+            consoles = ", ".join(f"virsh console {vms.domain_name(self.topology, self.topology.node(n))}"
+                                 for n in missing)
+            raise ProviderError(f"no SSH login within {SSH_TIMEOUT:.0f} s on {', '.join(missing)};"
+                                f" read their serial console: {consoles}")
+        return changes
+
+    def destroy(self) -> list[str]:
+        result = self._stack().destroy(on_output=lambda line: None, show_secrets=False,
+                                       color="never")
+        return [f"{count} {kind}" for kind, count in
+                (result.summary.resource_changes or {}).items() if count]
+
+    def inventory_path(self) -> Path:
+        return vms.inventory_path(self.topology)
+
+    def kubeconfig_path(self) -> Path:
+        return self.inventory_path().parent / "admin.conf"
+
+    def ssh_hint(self, node: str) -> str:
+        return " ".join(remote.ssh_argv(self._hosts[node]))
+
+    @functools.cached_property
+    def _hosts(self) -> dict[str, dict]:
+        return remote.hostvars(self.inventory_path())
+
+
+PROVIDERS = {"lab": LabProvider, "libvirt": LibvirtProvider}
+
+
 def provider_for(name: str, topology: Topology) -> Provider:
-    if name == "lab":
-        return LabProvider(topology)
-    raise ValueError(f"unknown provider {name!r}")
-
-
-def inventory_path(provider: str, topology: Topology) -> Path:
-    return INVENTORY_DIR / provider / topology.name / "hosts.yml"
+    return PROVIDERS[name](topology)

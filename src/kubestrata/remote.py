@@ -1,0 +1,55 @@
+"""Reaching nodes as Ansible does, from an inventory's variables: the same user, key and SSH
+options (known_hosts, a lab's ProxyCommand or a VM's ProxyJump included)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+def hostvars(inventory: Path) -> dict[str, dict]:
+    """Every host of an inventory with its merged variables, as Ansible resolves them."""
+    tool = Path(sys.executable).with_name("ansible-inventory")
+    listed = json.loads(subprocess.run([str(tool), "-i", str(inventory), "--list"],
+                                       capture_output=True, text=True, check=True).stdout)
+    return {name: {"inventory_hostname": name, **values}
+            for name, values in listed["_meta"]["hostvars"].items()}
+
+
+def ssh_argv(host: dict) -> list[str]:
+    """`ssh ... user@address` for a host's variables (append the remote command)."""
+    argv = ["ssh", "-o", "BatchMode=yes"]
+    if host.get("ansible_ssh_private_key_file"):
+        argv += ["-i", str(host["ansible_ssh_private_key_file"])]
+    if host.get("ansible_port"):
+        argv += ["-p", str(host["ansible_port"])]
+    argv += shlex.split(host.get("ansible_ssh_common_args") or "")
+    user = host.get("ansible_user", "root")
+    return argv + [f"{user}@{host.get('ansible_host', host['inventory_hostname'])}"]
+
+
+def run(host: dict, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*ssh_argv(host), command], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def wait_for_ssh(hosts: dict[str, dict], timeout: float) -> list[str]:
+    """Until each host accepts an SSH login; returns the names of those that never did."""
+    def wait(name: str) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if run(hosts[name], "true", timeout=15).returncode == 0:
+                    return None
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(2)
+        return name
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [name for name in pool.map(wait, hosts) if name]
