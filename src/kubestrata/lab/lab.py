@@ -26,7 +26,7 @@ REQUIRED_COMMANDS = {
     "ssh": "openssh-client", "ssh-keygen": "openssh-client", "dpkg-scanpackages": "dpkg-dev",
     "systemd-id128": "systemd",
 }
-SSH_TIMEOUT = 90.0
+SSH_TIMEOUT = 180.0     # a loaded 2-core host can take a minute to boot eight nodes
 
 
 class LabError(Exception):
