@@ -40,9 +40,11 @@ def lab(request):
     """A lab of each topology, up for the module's tests, then down with nothing left."""
     lab = Lab(topology.load(request.param))
     lab.down()
-    lab.up(log=lambda msg: None)
-    yield lab
-    lab.down()
+    try:
+        lab.up(log=lambda msg: None)
+        yield lab
+    finally:
+        lab.down()
     assert leftovers(lab) == []
 
 

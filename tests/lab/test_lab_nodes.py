@@ -15,6 +15,8 @@ def test_every_node_answers_ansible_ping_from_the_lab_namespace(lab):
     assert result.returncode == 0, result.stdout + result.stderr
     answered = {line.split()[0] for line in result.stdout.splitlines() if "SUCCESS" in line}
     assert answered == {n.name for n in lab.topology.nodes}
+    # Shared SSH connections stay in this lab's own directory: other labs use the same addresses.
+    assert any(p.is_socket() for p in lab.control_path_dir.iterdir())
 
 
 def test_hostnames_and_addresses_match_the_topology(lab):

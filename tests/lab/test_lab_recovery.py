@@ -16,8 +16,10 @@ from tests.lab.conftest import leftovers, ssh, venv_tool
 def single_master():
     lab = Lab(topology.load("single-master"))
     lab.down()
-    yield lab
-    lab.down()
+    try:
+        yield lab
+    finally:
+        lab.down()
     assert leftovers(lab) == []
 
 

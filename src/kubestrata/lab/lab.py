@@ -26,6 +26,11 @@ REQUIRED_COMMANDS = {
     "ssh": "openssh-client", "ssh-keygen": "openssh-client", "dpkg-scanpackages": "dpkg-dev",
     "systemd-id128": "systemd",
 }
+CONTROL_PATH_ROOT = Path("/run/kubestrata/cp")
+# Each node's systemd takes several inotify instances; the kernel default of 128 per user
+# stops new nodes from booting once about 20 nodes run on the host.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_MINIMUM = 1024
 SSH_TIMEOUT = 180.0     # a loaded 2-core host can take a minute to boot eight nodes
 
 
@@ -52,6 +57,9 @@ class Lab:
         self.key = self.dir / "ssh" / "id_ed25519"
         self.known_hosts = self.dir / "ssh" / "known_hosts"
         self.inventory_path = INVENTORY_DIR / "lab" / self.name / "hosts.yml"
+        # Ansible's SSH connection sharing keys sockets by address: labs share addresses, so
+        # each lab gets its own socket directory (short: socket paths end at 108 bytes).
+        self.control_path_dir = CONTROL_PATH_ROOT / self.namespace
         self.machines = {n.name: machine.Machine(self.name, self.dir, n.name)
                          for n in topology.nodes}
 
@@ -84,7 +92,7 @@ class Lab:
             if m.mount(base):
                 changes.append(f"{node.name}: root filesystem mounted")
             host_keys[node.name] = m.configure(node.name, authorized_key,
-                                               mirror.source_line(gateway))
+                                               mirror.apt_sources(gateway))
             if pid is None:
                 m.boot()
                 changes.append(f"{node.name}: booted")
@@ -162,6 +170,7 @@ class Lab:
             "ansible_ssh_private_key_file": str(self.key),
             "ansible_ssh_common_args": ssh_args,
             "ansible_python_interpreter": "/usr/bin/python3",
+            "ansible_control_path_dir": str(self.control_path_dir),
             "kubestrata_provider": "lab",
         })
         text = inventory.dump(rendered)
@@ -234,7 +243,7 @@ class Lab:
         machine.remove_cgroups(machine.cgroup_path(self.name))
         if _mounts_under(self.dir):
             raise LabError(f"mounts remain under {self.dir}; not deleting it")
-        for path in (self.dir, self.inventory_path.parent):
+        for path in (self.dir, self.inventory_path.parent, self.control_path_dir):
             if path.exists():
                 shutil.rmtree(path)
                 removed.append(f"deleted {path}")
@@ -256,3 +265,5 @@ def preflight() -> None:
         require(REQUIRED_COMMANDS)
     except CommandError as exc:
         raise LabError(str(exc)) from None
+    if int(INOTIFY_INSTANCES.read_text()) < INOTIFY_MINIMUM:
+        INOTIFY_INSTANCES.write_text(str(INOTIFY_MINIMUM))

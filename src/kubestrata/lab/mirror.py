@@ -29,8 +29,15 @@ PACKAGES = (
 )
 
 
+# A few packages from other suites, served as one more flat repository per suite at /SUITE/
+# (the etcd upgrade test installs trixie's etcd 3.5 on bookworm nodes). Roles pin the version
+# they want; dependencies come from the main repository.
+OTHER_SUITES = {"trixie": ("etcd-server", "etcd-client")}
+
+
 def key(rootfs: Path) -> str:
-    text = "|".join([rootfs.name, debian.archive_url(), *PACKAGES])
+    other = [f"{suite}/{name}" for suite, names in OTHER_SUITES.items() for name in names]
+    text = "|".join([rootfs.name, debian.archive_url(), *PACKAGES, *other])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -46,7 +53,12 @@ def ensure(rootfs: Path, log=print) -> Path:
     debian.download(list(PACKAGES), building, status_file=rootfs / "var" / "lib" / "dpkg" / "status")
     shutil.rmtree(building / "partial", ignore_errors=True)
     (building / "lock").unlink(missing_ok=True)
+    # Scanned before the suites' directories exist: dpkg-scanpackages looks into subdirectories.
     (building / "Packages").write_text(_scan(building))
+    for suite, names in OTHER_SUITES.items():
+        for name in names:
+            debian.fetch(name, building / suite, suite=suite)
+        (building / suite / "Packages").write_text(_scan(building / suite))
     building.rename(target)
     return target
 
@@ -57,8 +69,10 @@ def _scan(directory: Path) -> str:
     return result.stdout
 
 
-def source_line(gateway: str) -> str:
-    return f"deb [trusted=yes] http://{gateway}:{PORT}/ ./\n"
+def apt_sources(gateway: str) -> str:
+    """The nodes' apt sources: the main repository, then one per other suite."""
+    return "".join(f"deb [trusted=yes] http://{gateway}:{PORT}/{path} ./\n"
+                   for path in ["", *(f"{suite}/" for suite in OTHER_SUITES)])
 
 
 def serve(netns: str, gateway: str, directory: Path, log_file: Path) -> int:
