@@ -1,0 +1,230 @@
+"""etcd and the HA API endpoint on lab nodes of every topology (playbooks/etcd.yml, lb.yml):
+the right members, healthy over TLS, clients without a certificate refused, exactly one holder of
+the virtual IP, a second run that changes nothing. Then, on ha-external-etcd, the day-2 work:
+a stopped member, backup and restore onto a fresh cluster, refused version jumps, and a rolling
+upgrade from bookworm's etcd 3.4 to trixie's 3.5 while a client keeps writing."""
+
+import json
+import shlex
+import stat
+import time
+
+import pytest
+
+from kubestrata import topology
+from tests.etcd.harness import lab_cluster, needs_root, renamed_topology
+
+pytestmark = [pytest.mark.lab, needs_root]
+
+# The issue's table: etcd members per topology, and whether they share the control-plane node.
+MEMBERS = {"all-in-one": (1, True), "single-master": (1, True), "multi-master": (1, False),
+           "ha-external-etcd": (3, False)}
+UPGRADE_FROM, UPGRADE_TO = "3.4.23", "3.5.16"
+
+
+@pytest.fixture(scope="module", params=topology.NAMES)
+def cluster(request, tmp_path_factory):
+    work = tmp_path_factory.mktemp(request.param)
+    with lab_cluster(renamed_topology(request.param, work, "etcdlb"), work) as cluster:
+        cluster.name = request.param
+        started = time.monotonic()
+        cluster.first_run_changes = cluster.converge()
+        took = time.monotonic() - started
+        print(f"{request.param}: etcd and lb layers converged in {took:.0f} s")
+        yield cluster
+
+
+def only_on_ha(cluster):
+    if cluster.name != "ha-external-etcd":
+        pytest.skip("needs the 3-member cluster of ha-external-etcd")
+
+
+def members(cluster) -> list[dict]:
+    first = cluster.topology.with_role("etcd")[0].name
+    return json.loads(cluster.etcdctl(first, "member list -w json"))["members"]
+
+
+# ---- every topology --------------------------------------------------------------------------
+
+def test_the_members_are_where_the_topology_puts_them(cluster):
+    count, on_control_plane = MEMBERS[cluster.name]
+    listed = sorted(m["name"] for m in members(cluster))
+    assert listed == sorted(n.name for n in cluster.topology.with_role("etcd"))
+    assert len(listed) == count
+    assert all(cluster.topology.node(name).has("control_plane") == on_control_plane
+               for name in listed)
+
+
+def test_the_layer_checks_pass_on_every_node(cluster):
+    checks = cluster.checks()
+    summary = checks.stdout.strip().splitlines()[-1:]
+    print(f"{cluster.name}: layer checks: {summary}")
+    assert checks.returncode == 0, checks.stdout[-6000:] + checks.stderr[-2000:]
+    assert " passed" in summary[0]
+
+
+def test_the_controller_keeps_the_pki_private_and_no_run_shows_a_key(cluster):
+    pki = cluster.work / "pki" / "etcd"
+    directories = [pki, *(path for path in pki.iterdir() if path.is_dir())]
+    keys = sorted(pki.rglob("*.key"))
+    assert {oct(stat.S_IMODE(d.stat().st_mode)) for d in directories} == {"0o700"}
+    assert keys and {oct(stat.S_IMODE(k.stat().st_mode)) for k in keys} == {"0o600"}
+    logged = [path for path in (cluster.work / "runs").rglob("*")
+              if path.is_file() and b"PRIVATE KEY" in path.read_bytes()]
+    assert logged == []
+
+
+def test_only_ha_topologies_have_a_virtual_ip_holder(cluster):
+    holders = [n.name for n in cluster.topology.load_balancers
+               if cluster.ssh(n.name, f"ip -o -4 addr show to {cluster.topology.virtual_ip}/32")]
+    assert len(holders) == (1 if cluster.topology.is_ha else 0), holders
+
+
+def test_a_second_run_changes_nothing(cluster):
+    assert cluster.first_run_changes > 0
+    assert cluster.converge() == 0
+
+
+# ---- ha-external-etcd: day-2 operations ------------------------------------------------------
+
+def test_writes_and_reads_go_on_with_a_member_stopped_and_it_catches_up(cluster):
+    only_on_ha(cluster)
+    one, two, three = (n.name for n in cluster.topology.with_role("etcd"))
+    cluster.ssh(three, "systemctl stop etcd")
+    try:
+        for i in range(20):
+            cluster.etcdctl(one, f"put member-down/{i:02d} value-{i}")
+        assert cluster.etcdctl(two, "get member-down/ --prefix --keys-only").split() == \
+            [f"member-down/{i:02d}" for i in range(20)]
+        health = cluster.ssh(one, "set -a; . /etc/etcd/etcdctl.env; set +a; "
+                                  "etcdctl endpoint health --cluster 2>&1", check=False)
+        assert health.count("is healthy") == 2 and "is unhealthy" in health, health
+    finally:
+        cluster.ssh(three, "systemctl start etcd")
+    cluster.etcdctl(three, "endpoint health --cluster")
+    caught_up = cluster.etcdctl(three, "get member-down/19 --print-value-only --consistency=s")
+    assert caught_up.strip() == "value-19"
+    status = json.loads(cluster.etcdctl(one, "endpoint status --cluster -w json"))
+    revisions = {s["Status"]["header"]["revision"] for s in status}
+    assert len(status) == 3 and len(revisions) == 1, status
+
+
+def test_backup_then_restore_onto_a_fresh_cluster_brings_the_keys_back(cluster):
+    only_on_ha(cluster)
+    one = cluster.topology.with_role("etcd")[0].name
+    for i in range(10):
+        cluster.etcdctl(one, f"put before-backup/{i} value-{i}")
+    stale = cluster.backups / f"{cluster.topology.name}-etcd-20000101T000000Z.db"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"an old snapshot, pruned by the retention count")
+
+    backup = cluster.play("etcd-backup.yml", etcd_backup_retention=1)
+    assert backup.ok, [str(f) for f in backup.failures]
+    [snapshot] = sorted(cluster.backups.iterdir())
+    assert snapshot.name.startswith(f"{cluster.topology.name}-etcd-") and snapshot != stale
+    assert snapshot.stat().st_mode & 0o777 == 0o600
+    cluster.etcdctl(one, "put after-backup/x written-after-the-snapshot")
+
+    # A fresh cluster on the same nodes: data gone, the etcd layer run again.
+    for node in cluster.topology.with_role("etcd"):
+        cluster.ssh(node.name, "systemctl stop etcd && "
+                               f"rm -rf /var/lib/etcd/{cluster.topology.name}")
+    fresh = cluster.play("etcd.yml")
+    assert fresh.ok, [str(f) for f in fresh.failures]
+    assert cluster.etcdctl(one, "get before-backup/ --prefix --keys-only").strip() == ""
+
+    restore = cluster.play("etcd-restore.yml", etcd_restore_snapshot=str(snapshot))
+    assert restore.ok, [str(f) for f in restore.failures]
+    for node in cluster.topology.with_role("etcd"):
+        keys = cluster.etcdctl(node.name, "get before-backup/ --prefix --keys-only --consistency=s")
+        assert keys.split() == [f"before-backup/{i}" for i in range(10)], node.name
+    assert cluster.etcdctl(one, "get after-backup/x --print-value-only").strip() == ""
+    assert len(members(cluster)) == 3
+    cluster.etcdctl(one, "endpoint health --cluster")
+
+
+@pytest.mark.parametrize("version", ["3.6.0", "3.4.22", "4.0.0"])
+def test_a_version_change_etcd_does_not_support_is_refused_before_anything_changes(cluster,
+                                                                                    version):
+    only_on_ha(cluster)
+    refused = cluster.play("etcd.yml", etcd_version=version)
+    assert not refused.ok
+    assert any("one minor version at a time" in f.message for f in refused.failures), \
+        [str(f) for f in refused.failures]
+    assert refused.changes == 0
+    for node in cluster.topology.with_role("etcd"):
+        assert f"etcd Version: {UPGRADE_FROM}" in cluster.ssh(node.name, "etcd --version")
+
+
+WRITER = """\
+set -a; . /etc/etcd/etcdctl.env; set +a
+export ETCDCTL_ENDPOINTS={endpoints}
+for i in $(seq -w 1 20000); do
+  [ -e /run/test-etcd-writer.stop ] && break
+  if etcdctl put upgrade-load/$i v$i >/dev/null 2>&1; then echo $i >> /run/test-etcd-writer.acked
+  else echo $i >> /run/test-etcd-writer.failed; fi
+done
+"""
+
+
+def test_a_rolling_upgrade_under_load_loses_no_acknowledged_write(cluster):
+    only_on_ha(cluster)
+    etcd = cluster.topology.with_role("etcd")
+    endpoints = ",".join(f"https://{n.address}:2379" for n in etcd)
+    writer = etcd[0].name
+    # The client: a bounded write loop (20000 keys, 10 minutes at most) in a transient unit.
+    script = shlex.quote(WRITER.format(endpoints=endpoints))
+    cluster.ssh(writer, "rm -f /run/test-etcd-writer.*; systemd-run --unit=test-etcd-writer "
+                        f"-p RuntimeMaxSec=600 /bin/bash -c {script}")
+    try:
+        time.sleep(3)
+        started = time.monotonic()
+        upgrade = cluster.play("etcd.yml", etcd_version=UPGRADE_TO)
+        took = time.monotonic() - started
+        time.sleep(3)
+    finally:
+        cluster.ssh(writer, "touch /run/test-etcd-writer.stop; "
+                            "while systemctl is-active -q test-etcd-writer; do sleep 0.2; done; "
+                            "systemctl reset-failed test-etcd-writer 2>/dev/null || true")
+    assert upgrade.ok, [str(f) for f in upgrade.failures]
+    # The handlers took the members down one at a time, each followed by a cluster health check.
+    output = next((upgrade.run_dir / "artifacts").glob("*/stdout")).read_text()
+    handlers = [line.split("etcd : ", 1)[1].rstrip("] *") for line in output.splitlines()
+                if line.startswith("RUNNING HANDLER [etcd : Restart etcd on")
+                or line.startswith("RUNNING HANDLER [etcd : Wait until the member is back")]
+    assert handlers == [step for node in etcd for step in (
+        f"Restart etcd on {node.name}",
+        f"Wait until the member is back and the whole cluster is healthy, {node.name}")], handlers
+
+    acked = cluster.ssh(writer, "cat /run/test-etcd-writer.acked").split()
+    failed = cluster.ssh(writer, "cat /run/test-etcd-writer.failed 2>/dev/null || true").split()
+    stored = cluster.etcdctl(writer, "get upgrade-load/ --prefix").split()
+    values = dict(zip(stored[0::2], stored[1::2]))
+    lost = [i for i in acked if values.get(f"upgrade-load/{i}") != f"v{i}"]
+    print(f"upgrade {UPGRADE_FROM} -> {UPGRADE_TO} took {took:.0f} s; the client's writes: "
+          f"{len(acked)} acknowledged, {len(failed)} refused while members restarted, "
+          f"{len(lost)} acknowledged but lost")
+    assert len(acked) > 100 and lost == []
+
+    status = json.loads(cluster.etcdctl(writer, "endpoint status --cluster -w json"))
+    assert sorted(s["Status"]["version"] for s in status) == [UPGRADE_TO] * 3
+    cluster.etcdctl(writer, "endpoint health --cluster")
+    assert any(f"before-{UPGRADE_TO}" in p.name for p in cluster.backups.iterdir())
+
+
+def test_adding_members_issues_only_their_certificates(cluster):
+    only_on_ha(cluster)
+    pki = cluster.work / "pki" / "etcd"
+    issued = {path: path.read_bytes() for path in pki.rglob("*") if path.is_file()}
+    old = [n.name for n in cluster.topology.with_role("etcd")]
+    new = [n.name for n in cluster.topology.with_role("worker")]
+    grown = cluster.play("etcd.yml", inventory=cluster.inventory_with_etcd_members(old + new),
+                         etcd_version=UPGRADE_TO)
+    assert grown.ok, [str(f) for f in grown.failures]
+
+    now = {path: path.read_bytes() for path in pki.rglob("*") if path.is_file()}
+    assert {path: now[path] for path in issued} == issued
+    assert {path.parent.name for path in set(now) - set(issued)} == set(new)
+    assert sorted(m["name"] for m in members(cluster)) == sorted(old + new)
+    health = json.loads(cluster.etcdctl(old[0], "endpoint health --cluster -w json"))
+    assert len(health) == 5 and all(endpoint["health"] for endpoint in health)

@@ -1,0 +1,56 @@
+"""Reaching a node as Ansible does, from its inventory variables: plain SSH with the same user,
+key and options (the lab's ProxyCommand and known_hosts included), so the checks work against
+any inventory. The CRI socket is forwarded over that SSH connection."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def ssh_argv(hostvars: dict) -> list[str]:
+    """`ssh ... user@host` for a host of the inventory (append the remote command)."""
+    argv = ["ssh", "-o", "BatchMode=yes"]
+    if hostvars.get("ansible_ssh_private_key_file"):
+        argv += ["-i", str(hostvars["ansible_ssh_private_key_file"])]
+    if hostvars.get("ansible_port"):
+        argv += ["-p", str(hostvars["ansible_port"])]
+    argv += shlex.split(hostvars.get("ansible_ssh_common_args") or "")
+    user = hostvars.get("ansible_user", "root")
+    return argv + [f"{user}@{hostvars.get('ansible_host', hostvars['inventory_hostname'])}"]
+
+
+def run(hostvars: dict, command: str, stdin: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a shell command on the node (stdin from a local file if given)."""
+    with open(stdin or "/dev/null", "rb") as source:
+        return subprocess.run([*ssh_argv(hostvars), command], stdin=source,
+                              capture_output=True, timeout=timeout, check=False)
+
+
+@contextmanager
+def forwarded_socket(hostvars: dict, remote_socket: str, timeout: float = 30):
+    """A local unix socket that reaches remote_socket on the node through SSH."""
+    with tempfile.TemporaryDirectory(prefix="kubestrata-cri-") as scratch:
+        local = Path(scratch) / "cri.sock"
+        tunnel = subprocess.Popen(
+            [*ssh_argv(hostvars)[:-1], "-N", "-o", "ExitOnForwardFailure=yes",
+             "-o", "StreamLocalBindUnlink=yes", "-L", f"{local}:{remote_socket}",
+             ssh_argv(hostvars)[-1]],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + timeout
+            while not local.exists():
+                if tunnel.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"no SSH forward of {remote_socket} from "
+                                       f"{hostvars['inventory_hostname']}: "
+                                       f"{tunnel.stderr.read().decode(errors='replace')}")
+                time.sleep(0.05)
+            yield str(local)
+        finally:
+            tunnel.terminate()
+            tunnel.wait(timeout=10)
