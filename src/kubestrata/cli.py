@@ -164,23 +164,6 @@ def cmd_bench(args) -> int:
     return bench.main(args.topologies, cold=args.cold)
 
 
-def cmd_bundle(args) -> int:
-    from pathlib import Path
-
-    from kubestrata import bundle
-    plan = bundle.plan(_load(args), arch=args.arch, repo_base=args.repo_base)
-    print(f"bundle: Kubernetes {plan.kubernetes_version} ({plan.arch}) from {plan.repo_url}")
-    try:
-        index = bundle.build(plan, Path(args.output), log=lambda line: print(f"  {line}", flush=True))
-    except bundle.BundleError as exc:
-        print(f"kubestrata: {exc}", file=sys.stderr)
-        return 1
-    print(f"  written: {index}")
-    print(f"  serve it (e.g. python3 -m http.server --directory {args.output} 8080) and run the "
-          "layers with -e kube_install_source=offline -e kube_offline_url=http://HOST:8080/")
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubestrata", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -228,15 +211,6 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--cold", action="store_true",
                        help="also time a cold start (rootfs and mirror built in an empty cache)")
     bench.set_defaults(func=cmd_bench)
-
-    bundle = with_topology(sub.add_parser(
-        "bundle", help="build the offline install source of the Kubernetes layer "
-                       "(on a machine with internet access)"))
-    bundle.add_argument("-o", "--output", required=True, help="directory to create")
-    bundle.add_argument("--arch", default="amd64", help="the nodes' architecture (default amd64)")
-    bundle.add_argument("--repo-base", help="base URL of the Kubernetes package repositories "
-                                            "(default: the kube role's, pkgs.k8s.io)")
-    bundle.set_defaults(func=cmd_bundle)
     return p
 
 
