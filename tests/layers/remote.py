@@ -4,24 +4,13 @@ any inventory. The CRI socket is forwarded over that SSH connection."""
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def ssh_argv(hostvars: dict) -> list[str]:
-    """`ssh ... user@host` for a host of the inventory (append the remote command)."""
-    argv = ["ssh", "-o", "BatchMode=yes"]
-    if hostvars.get("ansible_ssh_private_key_file"):
-        argv += ["-i", str(hostvars["ansible_ssh_private_key_file"])]
-    if hostvars.get("ansible_port"):
-        argv += ["-p", str(hostvars["ansible_port"])]
-    argv += shlex.split(hostvars.get("ansible_ssh_common_args") or "")
-    user = hostvars.get("ansible_user", "root")
-    return argv + [f"{user}@{hostvars.get('ansible_host', hostvars['inventory_hostname'])}"]
+from kubestrata.remote import ssh_argv
 
 
 def run(hostvars: dict, command: str, stdin: Path | None = None,

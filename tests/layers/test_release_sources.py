@@ -1,0 +1,100 @@
+"""The sources users can pick but these tests cannot download from (no route out): what the
+roles would fetch, checked up to the download. containerd and runc's official releases (URL and
+sha256 for a version), CRI-O's upstream package repository, and the flannel and calico manifests
+the Kubernetes layer will apply. Runs Ansible on localhost; nothing leaves the machine."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubestrata.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
+                                reason="the expected checksums are amd64's")
+
+
+def run_on_localhost(tmp_path: Path, tasks: list, **extravars) -> subprocess.CompletedProcess:
+    play = [{"name": "Plan", "hosts": "localhost", "connection": "local", "gather_facts": True,
+             "gather_subset": ["!all"], "tasks": tasks}]
+    (tmp_path / "plan.yml").write_text(yaml.safe_dump(play))
+    venv_bin = Path(sys.executable).parent
+    return subprocess.run(
+        [str(venv_bin / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "plan.yml"),
+         "-e", json.dumps({"out": str(tmp_path / "out.json"),
+                           "ansible_python_interpreter": sys.executable, **extravars})],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
+             "PATH": f"{venv_bin}:{os.environ['PATH']}"})
+
+
+def plan(tmp_path: Path, role: str, entry: str, fact: str, **extravars) -> dict:
+    result = run_on_localhost(tmp_path, [
+        {"ansible.builtin.include_role": {"name": role, "tasks_from": entry}},
+        {"ansible.builtin.copy": {"content": f"{{{{ {fact} | to_json }}}}", "dest": "{{ out }}",
+                                  "mode": "0600"}},
+    ], **extravars)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def test_containerd_release_urls_and_checksums_for_a_version(tmp_path):
+    downloads = plan(tmp_path, "containerd", "release_plan", "containerd_release_downloads",
+                     containerd_version="1.7.24", runc_version="1.2.5")
+    assert downloads == {
+        "containerd": {
+            "url": "https://github.com/containerd/containerd/releases/download/v1.7.24/"
+                   "containerd-1.7.24-linux-amd64.tar.gz",
+            "checksum": "sha256:1a94f15139f37633f39e24f08a4071f4533b285df3cbee6478972d26147bcaef"},
+        "runc": {
+            "url": "https://github.com/opencontainers/runc/releases/download/v1.2.5/runc.amd64",
+            "checksum": "sha256:fbd851fce6a8e0d67a9d184ea544c2abf67c9fd29b80fcc1adf67dfe9eb036a1"},
+    }
+
+
+def test_a_release_without_a_known_checksum_is_refused_before_any_download(tmp_path):
+    result = run_on_localhost(tmp_path, [
+        {"ansible.builtin.include_role": {"name": "containerd", "tasks_from": "release_plan"}},
+    ], containerd_version="1.7.99", runc_version="1.2.5")
+    assert result.returncode != 0
+    assert "No checksum for containerd 1.7.99 and runc 1.2.5 on amd64" in result.stdout
+    assert "1.7.24" in result.stdout        # the message names the versions it knows
+
+
+def test_cri_o_repository_follows_the_kubernetes_minor_version(tmp_path):
+    repository = plan(tmp_path, "cri_o", "repository_plan", "cri_o_repository",
+                      kubernetes_version="1.31.4")
+    base = "https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.31/deb/"
+    assert repository == {"url": base, "key_url": base + "Release.key", "package": "cri-o=1.31.*"}
+
+
+@pytest.mark.parametrize("addon", ["flannel", "calico"])
+def test_addon_manifests_render_for_the_pod_network(tmp_path, addon):
+    manifest = tmp_path / f"{addon}.yml"
+    result = run_on_localhost(tmp_path, [
+        {"ansible.builtin.include_vars": {"file": str(PROJECT_ROOT / f"roles/{path}/main.yml")}}
+        for path in ("cluster_defaults/defaults", "cni/defaults", "cni/vars")
+    ] + [{"ansible.builtin.template": {"src": str(PROJECT_ROOT / f"roles/cni/templates/{addon}.yml.j2"),
+                                       "dest": str(manifest), "mode": "0600"}}],
+        cluster_name="t", pod_network_cidr="10.200.0.0/16", pod_node_prefix=24)
+    assert result.returncode == 0, result.stdout[-3000:]
+    documents = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    kinds = [d["kind"] for d in documents]
+    if addon == "flannel":
+        assert kinds == ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                         "ConfigMap", "DaemonSet"]
+        config = documents[4]["data"]
+        assert json.loads(config["net-conf.json"])["Network"] == "10.200.0.0/16"
+        assert json.loads(config["cni-conf.json"])["plugins"][0]["type"] == "flannel"
+        images = [c["image"] for c in documents[5]["spec"]["template"]["spec"]["initContainers"]
+                  + documents[5]["spec"]["template"]["spec"]["containers"]]
+        assert all(":" in image and not image.endswith(":latest") for image in images)
+    else:
+        assert kinds == ["Installation", "APIServer"]
+        [pool] = documents[0]["spec"]["calicoNetwork"]["ipPools"]
+        assert pool["cidr"] == "10.200.0.0/16"
