@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian/Ubuntu machine: installs what kubestrata needs
 # (apt packages, the .venv), then runs the command asked for.
-#   sudo ./setup.sh up all-in-one     bring a topology up on lab nodes and say how to reach it
+#   sudo ./setup.sh up all-in-one     kubestrata up: machines (lab nodes unless --provider libvirt),
+#                                     every layer, verification, how to reach it
 #   sudo ./setup.sh test              run the whole test suite
 #   sudo ./setup.sh kubestrata ARGS   any kubestrata command
 set -euo pipefail
@@ -49,14 +50,14 @@ install_venv() {
 }
 
 command=${1:-}
-[ -n "$command" ] || { sed -n '2,7p' "$0"; exit 2; }
+[ -n "$command" ] || { sed -n '2,8p' "$0"; exit 2; }
 shift
 need_root "$command"
 install_apt
 install_venv
 export PATH="$PWD/.venv/bin:$PATH"
 case "$command" in
-  up)         kubestrata lab up "$@" ;;
+  up)         exec kubestrata up "$@" ;;
   test)       exec python -m pytest "$@" ;;
   kubestrata) exec kubestrata "$@" ;;
   *)          echo "setup.sh: unknown command $command; use up, test or kubestrata" >&2; exit 2 ;;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from kubestrata import topology as topo
 from kubestrata.lab.lab import Lab, LabError
@@ -125,13 +126,38 @@ def _out(line: str) -> None:
     print(f"\r\033[K{line}" if sys.stdout.isatty() else line, flush=True)
 
 
-def cmd_up(args) -> int:
+class UsageError(Exception):
+    pass
+
+
+def _extra_vars(values: list[str]) -> dict:
+    """-e @FILE (YAML) or -e NAME=VALUE, as ansible-playbook takes them; later ones win."""
+    import yaml
+    extravars: dict = {}
+    for value in values:
+        if value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise UsageError(f"-e {value}: no file {path}")
+            loaded = yaml.safe_load(path.read_text())
+            if not isinstance(loaded, dict):
+                raise UsageError(f"-e {value}: the file must hold a mapping of variables")
+            extravars.update(loaded)
+        elif "=" in value:
+            name, _, setting = value.partition("=")
+            extravars[name] = setting
+        else:
+            raise UsageError(f"-e {value}: give NAME=VALUE or @FILE")
+    return extravars
+
+
+def _playbook_options(args) -> dict:
+    return {"out": _out, "status": _status_line(), "verbose": args.verbose,
+            "extravars": _extra_vars(args.extra_vars)}
+
+
+def _run_phases(t, provider, phases) -> int:
     from kubestrata import orchestrate
-    t = _load(args)
-    provider = provider_for(args.provider, t)
-    _out(f"{t.name}: {len(t.nodes)} nodes on {provider.name}; topology valid")
-    phases = orchestrate.up_phases(t, provider, verbose=args.verbose, out=_out,
-                                   status=_status_line())
     try:
         orchestrate.execute(phases, out=_out)
     except orchestrate.PhaseFailed as exc:
@@ -140,6 +166,53 @@ def cmd_up(args) -> int:
     for line in orchestrate.summary(t, provider):
         print(line)
     return 0
+
+
+def cmd_up(args) -> int:
+    from kubestrata import orchestrate
+    t = _load(args)
+    provider = provider_for(args.provider, t)
+    _out(f"{t.name}: {len(t.nodes)} nodes on {provider.name}; topology valid")
+    return _run_phases(t, provider, orchestrate.up_phases(t, provider, **_playbook_options(args)))
+
+
+def cmd_upgrade(args) -> int:
+    from kubestrata import orchestrate
+    t = _load(args)
+    provider = provider_for(args.provider, t)
+    if not provider.inventory_path().exists():
+        print(f"kubestrata: no {provider.name} inventory for {t.name}; run `kubestrata up` first",
+              file=sys.stderr)
+        return 1
+    versions = ", ".join(f"{k} {v}" for k, v in t.versions.items())
+    _out(f"{t.name}: upgrading to {versions}")
+    return _run_phases(t, provider, orchestrate.layer_phases(t, provider, "upgrade.yml",
+                                                             **_playbook_options(args)))
+
+
+def cmd_verify(args) -> int:
+    from kubestrata import playbook, verify
+    t = _load(args)
+    inventory = provider_for(args.provider, t).inventory_path()
+    if not inventory.exists():
+        print(f"kubestrata: no {args.provider} inventory for {t.name}; bring it up first",
+              file=sys.stderr)
+        return 1
+    layers = args.layers.split(",") if args.layers else list(verify.LAYERS)
+    unknown = [layer for layer in layers if layer not in verify.LAYERS]
+    if unknown:
+        print(f"kubestrata: unknown layer {unknown[0]!r}; layers: {', '.join(verify.LAYERS)}",
+              file=sys.stderr)
+        return 2
+    junit = playbook.new_run_dir("verify") / "junit.xml"
+    collector = verify.run(inventory, layers, junit)
+    for line in verify.report(collector, layers, [n.name for n in t.nodes]):
+        print(line)
+    print(f"JUnit XML: {junit}")
+    if not any(state != "skip" for state in collector.outcomes.values()):
+        print("kubestrata: no check ran; is the inventory right?", file=sys.stderr)
+        return 1
+    return 1 if collector.failures else 0
 
 
 def cmd_down(args) -> int:
@@ -164,6 +237,27 @@ def cmd_bench(args) -> int:
     return bench.main(args.topologies, cold=args.cold)
 
 
+def cmd_bench_layers(args) -> int:
+    from kubestrata import layers
+    return layers.bench(args.topologies)
+
+
+def cmd_bundle(args) -> int:
+    from kubestrata import bundle
+    plan = bundle.plan(_load(args), arch=args.arch, repo_base=args.repo_base)
+    print(f"bundle: Kubernetes {plan.kubernetes_version} ({plan.arch}) from {plan.repo_url}")
+    try:
+        index = bundle.build(plan, Path(args.output), log=lambda line: print(f"  {line}", flush=True))
+    except bundle.BundleError as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
+        return 1
+    print(f"  written: {index}")
+    print(f"  serve it (e.g. python3 -m http.server --directory {args.output} 8080), then: "
+          f"kubestrata up {args.topology} -e kube_install_source=offline "
+          "-e kube_offline_url=http://HOST:8080/")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubestrata", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -172,6 +266,13 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("topology", help=f"one of {', '.join(topo.NAMES)} or a topology file")
         sp.add_argument("--set", action="append", metavar="FIELD=VALUE",
                         help="override a field, e.g. node_groups.worker.count=3 (repeatable)")
+        return sp
+
+    def with_playbook_options(sp):
+        sp.add_argument("--verbose", action="store_true", help="stream Ansible's own output")
+        sp.add_argument("-e", "--extra-vars", action="append", default=[], metavar="NAME=VALUE|@FILE",
+                        help="Ansible extra variables for the layers, e.g. "
+                             "kube_install_source=offline (repeatable)")
         return sp
 
     with_topology(sub.add_parser("validate", help="check a topology")).set_defaults(func=cmd_validate)
@@ -195,8 +296,17 @@ def parser() -> argparse.ArgumentParser:
 
     up = with_topology(sub.add_parser("up", help="machines, layers and checks: a working cluster"))
     up.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
-    up.add_argument("--verbose", action="store_true", help="stream Ansible's own output")
+    with_playbook_options(up)
     up.set_defaults(func=cmd_up)
+    upg = with_topology(sub.add_parser(
+        "upgrade", help="upgrade to the topology's versions (playbooks/upgrade.yml), then verify"))
+    upg.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    with_playbook_options(upg)
+    upg.set_defaults(func=cmd_upgrade)
+    ver = with_topology(sub.add_parser("verify", help="check every layer on every node"))
+    ver.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    ver.add_argument("--layers", help="comma-separated layers to check (default: all)")
+    ver.set_defaults(func=cmd_verify)
     down = with_topology(sub.add_parser("down", help="destroy the machines"))
     down.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     down.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -206,11 +316,26 @@ def parser() -> argparse.ArgumentParser:
     gr.add_argument("-o", "--output", help="file to write, .svg or .png (default: SVG on stdout)")
     gr.set_defaults(func=cmd_graph)
 
-    bench = sub.add_parser("bench", help="print lab up times (cold and warm) and node memory")
-    bench.add_argument("topologies", nargs="*", default=list(topo.NAMES))
-    bench.add_argument("--cold", action="store_true",
-                       help="also time a cold start (rootfs and mirror built in an empty cache)")
-    bench.set_defaults(func=cmd_bench)
+    bench = sub.add_parser("bench", help="timings on lab nodes")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    bench_lab = bench_sub.add_parser("lab", help="lab up times (cold and warm) and node memory")
+    bench_lab.add_argument("topologies", nargs="*", default=list(topo.NAMES))
+    bench_lab.add_argument("--cold", action="store_true",
+                           help="also time a cold start (rootfs and mirror built in an empty cache)")
+    bench_lab.set_defaults(func=cmd_bench)
+    bench_layers = bench_sub.add_parser("layers", help="time of each node layer (prepare, "
+                                                       "runtime, cni) and of the no-op re-run")
+    bench_layers.add_argument("topologies", nargs="*", default=list(topo.NAMES))
+    bench_layers.set_defaults(func=cmd_bench_layers)
+
+    bundle = with_topology(sub.add_parser(
+        "bundle", help="build the offline install source of the Kubernetes layer "
+                       "(on a machine with internet access)"))
+    bundle.add_argument("-o", "--output", required=True, help="directory to create")
+    bundle.add_argument("--arch", default="amd64", help="the nodes' architecture (default amd64)")
+    bundle.add_argument("--repo-base", help="base URL of the Kubernetes package repositories "
+                                            "(default: the kube role's, pkgs.k8s.io)")
+    bundle.set_defaults(func=cmd_bundle)
     return p
 
 
@@ -221,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     except topo.TopologyError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
         return 2
     except (LabError, CommandError, ProviderError, KeyError) as exc:
         print(f"kubestrata: {exc.args[0] if exc.args else exc}", file=sys.stderr)

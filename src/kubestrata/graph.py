@@ -85,7 +85,7 @@ def render(topology: Topology) -> str:
     return "\n".join([
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif" font-size="12">',
-        f'<rect width="100%" height="100%" fill="white"/>',
+        '<rect width="100%" height="100%" fill="white"/>',
         f'<rect x="8" y="8" width="{width - 16:.0f}" height="{height - 16:.0f}" rx="10" '
         f'fill="none" stroke="#bbb" stroke-dasharray="6,4"/>',
         f'<text x="{MARGIN}" y="{MARGIN + 6}" font-size="14" font-weight="bold">'

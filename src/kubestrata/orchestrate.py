@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from kubestrata import playbook
+from kubestrata import playbook, verify
 from kubestrata.paths import PLAYBOOK_DIR
 from kubestrata.providers import Provider
 from kubestrata.topology import Topology
@@ -37,31 +37,56 @@ def execute(phases: list[Phase], out=print) -> None:
         out(f"{phase.name:<10} done in {time.monotonic() - started:.1f} s: {summary}")
 
 
-def run_layers(provider: Provider, playbook_name: str, *, verbose: bool, out,
-               status=None, tags: list[str] | None = None) -> str:
-    result = playbook.run(PLAYBOOK_DIR / playbook_name, provider.inventory_path(), tags=tags,
-                          verbose=verbose, out=out, status=status)
-    if not result.ok:
-        first = result.failures[0] if result.failures else None
-        raise PhaseFailed(
-            (f"{first.host}: task '{first.task}' failed: {first.message}" if first
+def failure_message(result: playbook.Result) -> str:
+    first = result.failures[0] if result.failures else None
+    return ((f"{first.host}: task '{first.task}' failed: {first.message}" if first
              else "the playbook failed") + f" (events and output: {result.run_dir})")
-    return "nothing changed" if result.changes == 0 else f"{result.changes} changes"
 
 
-def up_phases(topology: Topology, provider: Provider, *, verbose: bool, out,
-              status=None) -> list[Phase]:
+def layer_phases(topology: Topology, provider: Provider, playbook_name: str, *, out,
+                 status=None, verbose: bool = False, extravars: dict | None = None) -> list[Phase]:
+    """Run the playbook, then verify: every layer when it succeeded; when a layer failed, the
+    layers that finished before it (so the report says what is proven), then stop with the
+    failure."""
+    path = PLAYBOOK_DIR / playbook_name
+    runs: list[playbook.Result] = []
+
+    def layers() -> str:
+        result = playbook.run(path, provider.inventory_path(), verbose=verbose, out=out,
+                              status=status, extravars=extravars)
+        runs.append(result)
+        if not result.ok:
+            return "FAILED; verifying the layers that finished before the failure"
+        return "nothing changed" if result.changes == 0 else f"{result.changes} changes"
+
+    def check() -> str:
+        result = runs[-1]
+        names = list(verify.LAYERS) if result.ok else \
+            [n for n in playbook.finished_layers(result, path) if n in verify.LAYERS]
+        junit = result.run_dir / "verify-junit.xml"
+        failures = []
+        if names:
+            collector = verify.run(provider.inventory_path(), names, junit)
+            failures = collector.failures
+            for line in verify.report(collector, names, [n.name for n in topology.nodes]):
+                out(f"           {line}")
+        if not result.ok:
+            raise PhaseFailed(failure_message(result))
+        if failures:
+            raise PhaseFailed(f"{len(failures)} checks failed (JUnit XML: {junit})")
+        return f"{', '.join(names)} verified (JUnit XML: {junit})"
+
+    return [Phase("layers", layers), Phase("verify", check)]
+
+
+def up_phases(topology: Topology, provider: Provider, *, out, **options) -> list[Phase]:
+    """Machines, then the layers of site.yml and their verification (options: layer_phases')."""
     def machines() -> str:
         changes = provider.create(log=lambda line: out(f"           {line}"))
         return f"{len(changes)} changes" if changes else "nothing changed"
 
-    def layers() -> str:
-        return run_layers(provider, "site.yml", verbose=verbose, out=out, status=status)
-
-    return [
-        Phase("machines", machines),
-        Phase("layers", layers),
-    ]
+    return [Phase("machines", machines),
+            *layer_phases(topology, provider, "site.yml", out=out, **options)]
 
 
 def summary(topology: Topology, provider: Provider) -> list[str]:

@@ -122,6 +122,34 @@ class Progress:
                 self.out(layer.line())
 
 
+def play_layers(playbook: Path) -> dict[str, str]:
+    """Play name -> its layer (the play's first tag), through every import_playbook."""
+    import yaml
+
+    layers: dict[str, str] = {}
+    for play in yaml.safe_load(playbook.read_text()) or []:
+        imported = play.get("ansible.builtin.import_playbook")
+        if imported:
+            layers.update(play_layers(playbook.parent / imported))
+        elif play.get("tags"):
+            tags = play["tags"]
+            layers[play["name"]] = tags if isinstance(tags, str) else tags[0]
+    return layers
+
+
+def finished_layers(result: Result, playbook: Path) -> list[str]:
+    """The layers whose plays all ran without a failure before the run's first failed play."""
+    names = play_layers(playbook)
+    done: list[str] = []
+    for layer in result.layers:
+        name = names.get(layer.name)
+        if layer.failed_hosts:
+            return [d for d in done if d != name]
+        if name and name not in done:
+            done.append(name)
+    return done
+
+
 def new_run_dir(command: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     run_dir = RUNS_DIR / f"{stamp}-{command}"

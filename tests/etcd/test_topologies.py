@@ -1,8 +1,9 @@
-"""etcd and the HA API endpoint on lab nodes of every topology (playbooks/etcd.yml, lb.yml):
-the right members, healthy over TLS, clients without a certificate refused, exactly one holder of
-the virtual IP, a second run that changes nothing. Then, on ha-external-etcd, the day-2 work:
-a stopped member, backup and restore onto a fresh cluster, refused version jumps, and a rolling
-upgrade from bookworm's etcd 3.4 to trixie's 3.5 while a client keeps writing."""
+"""etcd and the HA API endpoint on the shared lab of every topology (tests/conftest.py `site`,
+after site.yml; tests/layers/test_site.py runs the layer checks and the second run there): the
+members where the topology puts them, a private PKI that no run shows, exactly one holder of the
+virtual IP where there is one. Then, on an ha-external-etcd lab of its own, the day-2 work: a
+stopped member, backup and restore onto a fresh cluster, refused version jumps, a rolling
+upgrade from bookworm's etcd 3.4 to trixie's 3.5 while a client keeps writing, and new members."""
 
 import json
 import shlex
@@ -11,8 +12,7 @@ import time
 
 import pytest
 
-from kubestrata import topology
-from tests.etcd.harness import lab_cluster, needs_root, renamed_topology
+from tests.harness import lab_cluster, needs_root, renamed_topology
 
 pytestmark = [pytest.mark.lab, needs_root]
 
@@ -22,21 +22,17 @@ MEMBERS = {"all-in-one": (1, True), "single-master": (1, True), "multi-master": 
 UPGRADE_FROM, UPGRADE_TO = "3.4.23", "3.5.16"
 
 
-@pytest.fixture(scope="module", params=topology.NAMES)
-def cluster(request, tmp_path_factory):
-    work = tmp_path_factory.mktemp(request.param)
-    with lab_cluster(renamed_topology(request.param, work, "etcdlb"), work) as cluster:
-        cluster.name = request.param
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """ha-external-etcd's three etcd members at UPGRADE_FROM, on a lab of their own."""
+    work = tmp_path_factory.mktemp("etcd-day2")
+    topo = renamed_topology("ha-external-etcd", work, "etcd", versions={"etcd": UPGRADE_FROM})
+    with lab_cluster(topo, work) as cluster:
         started = time.monotonic()
-        cluster.first_run_changes = cluster.converge()
-        took = time.monotonic() - started
-        print(f"{request.param}: etcd and lb layers converged in {took:.0f} s")
+        first = cluster.play("etcd.yml")
+        assert first.ok, [str(f) for f in first.failures]
+        print(f"etcd layer on three members in {time.monotonic() - started:.0f} s")
         yield cluster
-
-
-def only_on_ha(cluster):
-    if cluster.name != "ha-external-etcd":
-        pytest.skip("needs the 3-member cluster of ha-external-etcd")
 
 
 def members(cluster) -> list[dict]:
@@ -46,49 +42,35 @@ def members(cluster) -> list[dict]:
 
 # ---- every topology --------------------------------------------------------------------------
 
-def test_the_members_are_where_the_topology_puts_them(cluster):
-    count, on_control_plane = MEMBERS[cluster.name]
-    listed = sorted(m["name"] for m in members(cluster))
-    assert listed == sorted(n.name for n in cluster.topology.with_role("etcd"))
+def test_the_members_are_where_the_topology_puts_them(site):
+    count, on_control_plane = MEMBERS[site.topology.name.removeprefix("site-")]
+    listed = sorted(m["name"] for m in members(site))
+    assert listed == sorted(n.name for n in site.topology.with_role("etcd"))
     assert len(listed) == count
-    assert all(cluster.topology.node(name).has("control_plane") == on_control_plane
+    assert all(site.topology.node(name).has("control_plane") == on_control_plane
                for name in listed)
 
 
-def test_the_layer_checks_pass_on_every_node(cluster):
-    checks = cluster.checks()
-    summary = checks.stdout.strip().splitlines()[-1:]
-    print(f"{cluster.name}: layer checks: {summary}")
-    assert checks.returncode == 0, checks.stdout[-6000:] + checks.stderr[-2000:]
-    assert " passed" in summary[0]
-
-
-def test_the_controller_keeps_the_pki_private_and_no_run_shows_a_key(cluster):
-    pki = cluster.work / "pki" / "etcd"
+def test_the_controller_keeps_the_pki_private_and_no_run_shows_a_key(site):
+    pki = site.work / "pki" / "etcd"
     directories = [pki, *(path for path in pki.iterdir() if path.is_dir())]
     keys = sorted(pki.rglob("*.key"))
     assert {oct(stat.S_IMODE(d.stat().st_mode)) for d in directories} == {"0o700"}
     assert keys and {oct(stat.S_IMODE(k.stat().st_mode)) for k in keys} == {"0o600"}
-    logged = [path for path in (cluster.work / "runs").rglob("*")
+    logged = [path for path in (site.work / "runs").rglob("*")
               if path.is_file() and b"PRIVATE KEY" in path.read_bytes()]
     assert logged == []
 
 
-def test_only_ha_topologies_have_a_virtual_ip_holder(cluster):
-    holders = [n.name for n in cluster.topology.load_balancers
-               if cluster.ssh(n.name, f"ip -o -4 addr show to {cluster.topology.virtual_ip}/32")]
-    assert len(holders) == (1 if cluster.topology.is_ha else 0), holders
-
-
-def test_a_second_run_changes_nothing(cluster):
-    assert cluster.first_run_changes > 0
-    assert cluster.converge() == 0
+def test_only_ha_topologies_have_a_virtual_ip_holder(site):
+    holders = [n.name for n in site.topology.load_balancers
+               if site.ssh(n.name, f"ip -o -4 addr show to {site.topology.virtual_ip}/32")]
+    assert len(holders) == (1 if site.topology.is_ha else 0), holders
 
 
 # ---- ha-external-etcd: day-2 operations ------------------------------------------------------
 
 def test_writes_and_reads_go_on_with_a_member_stopped_and_it_catches_up(cluster):
-    only_on_ha(cluster)
     one, two, three = (n.name for n in cluster.topology.with_role("etcd"))
     cluster.ssh(three, "systemctl stop etcd")
     try:
@@ -110,7 +92,6 @@ def test_writes_and_reads_go_on_with_a_member_stopped_and_it_catches_up(cluster)
 
 
 def test_backup_then_restore_onto_a_fresh_cluster_brings_the_keys_back(cluster):
-    only_on_ha(cluster)
     one = cluster.topology.with_role("etcd")[0].name
     for i in range(10):
         cluster.etcdctl(one, f"put before-backup/{i} value-{i}")
@@ -146,7 +127,6 @@ def test_backup_then_restore_onto_a_fresh_cluster_brings_the_keys_back(cluster):
 @pytest.mark.parametrize("version", ["3.6.0", "3.4.22", "4.0.0"])
 def test_a_version_change_etcd_does_not_support_is_refused_before_anything_changes(cluster,
                                                                                     version):
-    only_on_ha(cluster)
     refused = cluster.play("etcd.yml", etcd_version=version)
     assert not refused.ok
     assert any("one minor version at a time" in f.message for f in refused.failures), \
@@ -168,7 +148,6 @@ done
 
 
 def test_a_rolling_upgrade_under_load_loses_no_acknowledged_write(cluster):
-    only_on_ha(cluster)
     etcd = cluster.topology.with_role("etcd")
     endpoints = ",".join(f"https://{n.address}:2379" for n in etcd)
     writer = etcd[0].name
@@ -213,7 +192,6 @@ def test_a_rolling_upgrade_under_load_loses_no_acknowledged_write(cluster):
 
 
 def test_adding_members_issues_only_their_certificates(cluster):
-    only_on_ha(cluster)
     pki = cluster.work / "pki" / "etcd"
     issued = {path: path.read_bytes() for path in pki.rglob("*") if path.is_file()}
     old = [n.name for n in cluster.topology.with_role("etcd")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.etcd.harness import lab_cluster, needs_root, renamed_topology
+from tests.harness import lab_cluster, needs_root, renamed_topology
 
 pytestmark = [pytest.mark.lab, needs_root]
 

@@ -3,7 +3,7 @@ HA endpoint layer checks, and nothing left behind."""
 
 import pytest
 
-from tests.etcd.harness import molecule_test, needs_root
+from tests.harness import molecule_test, needs_root
 
 pytestmark = [pytest.mark.lab, needs_root]
 

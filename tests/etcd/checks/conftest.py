@@ -1,49 +1,10 @@
-"""etcd layer checks: testinfra against any inventory, like the other layers' checks.
-
-    pytest tests/etcd/checks --hosts=ansible://all \\
-        --ansible-inventory=inventories/lab/NAME/hosts.yml
-
-Without an inventory nothing runs (the checks never probe the machine pytest runs on).
-"""
+"""Helpers of the etcd and HA endpoint checks (the fixtures every layer's checks share are in
+tests/conftest.py)."""
 
 import shlex
 from pathlib import Path
 
-import pytest
-
-from tests.layers.checks.conftest import hostvars, inventory  # noqa: F401  (shared fixtures)
-
 TLS_PROBE = (Path(__file__).parent / "tls_probe.py").read_text()
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers",
-                            "etcd: checks of the etcd layer (etcd and control-plane nodes)")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.option.ansible_inventory:
-        return
-    skip = pytest.mark.skip(reason="etcd checks need an inventory: --hosts=ansible://all "
-                                   "--ansible-inventory=PATH")
-    for item in items:
-        if str(Path(__file__).parent) in str(item.fspath):
-            item.add_marker(skip)
-
-
-@pytest.fixture
-def member(hostvars):  # noqa: F811
-    """The host's variables; skips hosts that are not etcd members."""
-    if "etcd" not in hostvars["group_names"]:
-        pytest.skip(f"{hostvars['inventory_hostname']} is not an etcd member")
-    return hostvars
-
-
-@pytest.fixture
-def control_plane(hostvars):  # noqa: F811
-    if "kube_control_plane" not in hostvars["group_names"]:
-        pytest.skip(f"{hostvars['inventory_hostname']} is not a control-plane node")
-    return hostvars
 
 
 def etcdctl(host, arguments: str, endpoint: str | None = None):
