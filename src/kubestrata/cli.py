@@ -323,8 +323,8 @@ def parser() -> argparse.ArgumentParser:
     bench_lab.add_argument("--cold", action="store_true",
                            help="also time a cold start (rootfs and mirror built in an empty cache)")
     bench_lab.set_defaults(func=cmd_bench)
-    bench_layers = bench_sub.add_parser("layers", help="time of each node layer (prepare, "
-                                                       "runtime, cni) and of the no-op re-run")
+    bench_layers = bench_sub.add_parser("layers", help="time of each layer before Kubernetes "
+                                                       "(prepare .. lb) and of the no-op re-run")
     bench_layers.add_argument("topologies", nargs="*", default=list(topo.NAMES))
     bench_layers.set_defaults(func=cmd_bench_layers)
 

@@ -38,3 +38,12 @@ def test_down_asks_for_confirmation_unless_yes(capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert main(["down", "all-in-one"]) == 1
     assert "confirm with --yes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, problem", [("novalue", "give NAME=VALUE or @FILE"),
+                                            ("@/nonexistent/vars.yml", "no file /nonexistent/vars.yml")])
+def test_bad_extra_vars_are_refused_before_anything_is_created(capsys, value, problem):
+    assert main(["up", "all-in-one", "--set", "name=never-created", "-e", value]) == 2
+    assert problem in capsys.readouterr().err
+    assert not providers.provider_for("lab", topology.load(
+        "all-in-one", {"name": "never-created"})).inventory_path().exists()

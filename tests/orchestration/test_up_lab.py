@@ -86,3 +86,14 @@ def test_verify_reports_exactly_the_broken_layer_and_node(site):
 
     repaired = site.verify(["prepare"])
     assert repaired.returncode == 0, repaired.stdout
+
+
+def test_upgrade_without_a_cluster_stops_before_changing_anything(site):
+    if site.topology.name != "site-all-in-one":
+        pytest.skip("checked once, on all-in-one")
+    result = kubestrata("upgrade", site.topology.source)
+    assert result.returncode == 1
+    assert "No Kubernetes cluster on node-1 (/etc/kubernetes/admin.conf is missing)" in result.stderr
+    assert "Nothing was changed" in result.stderr
+    assert re.search(r"^\s+FAILED Upgrade preflight: the version-skew policy .* no changes",
+                     result.stdout, re.M), result.stdout
