@@ -186,8 +186,7 @@ def cmd_upgrade(args) -> int:
         return 1
     versions = ", ".join(f"{k} {v}" for k, v in t.versions.items())
     _out(f"{t.name}: upgrading to {versions}")
-    return _run_phases(t, provider, orchestrate.layer_phases(t, provider, "upgrade.yml",
-                                                             **_playbook_options(args)))
+    return _run_phases(t, provider, orchestrate.upgrade_phases(t, provider, **_playbook_options(args)))
 
 
 def cmd_verify(args) -> int:

@@ -79,14 +79,25 @@ def layer_phases(topology: Topology, provider: Provider, playbook_name: str, *, 
     return [Phase("layers", layers), Phase("verify", check)]
 
 
-def up_phases(topology: Topology, provider: Provider, *, out, **options) -> list[Phase]:
-    """Machines, then the layers of site.yml and their verification (options: layer_phases')."""
+def machines_phase(provider: Provider, out) -> Phase:
+    """Create the machines or bring them in line with the topology; writes the inventory."""
     def machines() -> str:
         changes = provider.create(log=lambda line: out(f"           {line}"))
         return f"{len(changes)} changes" if changes else "nothing changed"
+    return Phase("machines", machines)
 
-    return [Phase("machines", machines),
+
+def up_phases(topology: Topology, provider: Provider, *, out, **options) -> list[Phase]:
+    """Machines, then the layers of site.yml and their verification (options: layer_phases')."""
+    return [machines_phase(provider, out),
             *layer_phases(topology, provider, "site.yml", out=out, **options)]
+
+
+def upgrade_phases(topology: Topology, provider: Provider, *, out, **options) -> list[Phase]:
+    """The machines phase first (it writes the inventory with the topology's new versions), then
+    upgrade.yml and the verification."""
+    return [machines_phase(provider, out),
+            *layer_phases(topology, provider, "upgrade.yml", out=out, **options)]
 
 
 def summary(topology: Topology, provider: Provider) -> list[str]:
