@@ -44,8 +44,8 @@ class Layer:
         mark = "FAILED" if self.failed_hosts else "ok"
         changed = f"{self.changes} changes on {len(self.changed_hosts)} hosts" if self.changes \
             else "no changes"
-        return (f"  {mark:<6} {self.name:<34} {done}/{len(self.hosts)} hosts  {changed:<24} "
-                f"{self.seconds:6.1f} s")
+        hosts = f"{done}/{len(self.hosts)} hosts"
+        return f"  {mark:<6} {hosts:>11}  {changed:<24} {self.seconds:6.1f} s  {self.name}"
 
 
 @dataclass

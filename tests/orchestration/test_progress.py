@@ -26,8 +26,8 @@ def test_a_recorded_run_gives_one_line_per_layer_and_one_per_failure():
     progress, lines = replay(events)
     assert len(lines) == 3
     first, failure, second = lines
-    assert first.split()[:2] == ["ok", "first-layer:"] and "2/2 hosts" in first
-    assert "2 changes on 2 hosts" in first and first.endswith("1.5 s")
+    assert first.split()[:3] == ["ok", "2/2", "hosts"] and "2 changes on 2 hosts" in first
+    assert "   1.5 s  first-layer:" in first
     assert failure == "  FAILED node-b | Fail on the second host | probe failure on node-b"
     assert second.split()[0] == "FAILED" and "1/2 hosts" in second and "no changes" in second
     assert progress.changes == 2 and len(progress.failures) == 1
@@ -42,8 +42,8 @@ def test_ignored_errors_and_skips_are_not_failures():
         {"event": "playbook_on_stats", "event_data": {}},
     ]
     progress, lines = replay(events)
-    assert progress.failures == [] and lines[0].split()[:2] == ["ok", "prepare"]
-    assert "2/2 hosts" in lines[0]
+    assert progress.failures == [] and lines[0].split()[:3] == ["ok", "2/2", "hosts"]
+    assert lines[0].endswith(" s  prepare")
 
 
 def test_unreachable_hosts_are_failures_with_the_reason():

@@ -95,5 +95,5 @@ def test_upgrade_without_a_cluster_stops_before_changing_anything(site):
     assert result.returncode == 1
     assert "No Kubernetes cluster on node-1 (/etc/kubernetes/admin.conf is missing)" in result.stderr
     assert "Nothing was changed" in result.stderr
-    assert re.search(r"^\s+FAILED Upgrade preflight: the version-skew policy .* no changes",
+    assert re.search(r"^\s+FAILED\s+0/1 hosts\s+no changes .* s  Upgrade preflight: the version-skew",
                      result.stdout, re.M), result.stdout
