@@ -9,6 +9,7 @@ labs that share node addresses never reach each other's nodes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,6 +113,21 @@ def lab_cluster(topo: topology.Topology, work: Path):
     finally:
         lab.down()
         assert leftovers(lab) == []
+
+
+def ansible_playbook(playbook: Path, inventory_path: Path | str, extravars: dict | None = None,
+                     *args: str) -> subprocess.CompletedProcess:
+    """ansible-playbook from this venv with the project's ansible.cfg and roles, outside
+    ansible-runner (for runs on this machine, connection local)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
+           "ANSIBLE_ROLES_PATH": str(PROJECT_ROOT / "roles"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory_path),
+            str(playbook), *args]
+    if extravars:
+        argv += ["--extra-vars", json.dumps(extravars)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT,
+                          timeout=300)
 
 
 def molecule_test(role: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -66,19 +65,6 @@ def local_inventory(name: str, directory: Path, overrides: dict | None = None) -
                                 common={"ansible_connection": "local",
                                         "ansible_python_interpreter": sys.executable})
     return inventory.write(rendered, directory / "hosts.yml")
-
-
-def ansible_playbook(playbook: Path, inventory_path: Path, extravars: dict | None = None,
-                     *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
-           "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory_path),
-            str(playbook), *args]
-    if extravars:
-        argv += ["--extra-vars", json.dumps(extravars)]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT,
-                          timeout=300)
 
 
 def role_defaults(role: str) -> dict:

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from kubestrata import topology
-from tests.kubernetes.conftest import HERE, ansible_playbook, local_inventory, role_defaults
+from tests.harness import ansible_playbook
+from tests.kubernetes.conftest import HERE, local_inventory, role_defaults
 
 KUBEADM = "kubeadm.k8s.io/v1beta4"
 CONTAINERD = {"runtime": "containerd", "cri_socket": "unix:///run/containerd/containerd.sock",

@@ -8,7 +8,8 @@ import importlib.util
 
 import pytest
 
-from tests.kubernetes.conftest import HERE, ROLES, ansible_playbook, local_inventory
+from tests.harness import ansible_playbook
+from tests.kubernetes.conftest import HERE, ROLES, local_inventory
 
 spec = importlib.util.spec_from_file_location(
     "kube_versions", ROLES / "kube" / "filter_plugins" / "kube_versions.py")

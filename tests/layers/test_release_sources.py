@@ -4,7 +4,6 @@ sha256 for a version), CRI-O's upstream package repository, and the flannel and 
 the Kubernetes layer will apply. Runs Ansible on localhost; nothing leaves the machine."""
 
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from kubestrata.paths import PROJECT_ROOT
+from tests.harness import ansible_playbook
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="the expected checksums are amd64's")
@@ -23,14 +23,9 @@ def run_on_localhost(tmp_path: Path, tasks: list, **extravars) -> subprocess.Com
     play = [{"name": "Plan", "hosts": "localhost", "connection": "local", "gather_facts": True,
              "gather_subset": ["!all"], "tasks": tasks}]
     (tmp_path / "plan.yml").write_text(yaml.safe_dump(play))
-    venv_bin = Path(sys.executable).parent
-    return subprocess.run(
-        [str(venv_bin / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "plan.yml"),
-         "-e", json.dumps({"out": str(tmp_path / "out.json"),
-                           "ansible_python_interpreter": sys.executable, **extravars})],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
-             "PATH": f"{venv_bin}:{os.environ['PATH']}"})
+    return ansible_playbook(tmp_path / "plan.yml", "localhost,", {
+        "out": str(tmp_path / "out.json"), "ansible_python_interpreter": sys.executable,
+        **extravars})
 
 
 def plan(tmp_path: Path, role: str, entry: str, fact: str, **extravars) -> dict:
