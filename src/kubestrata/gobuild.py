@@ -1,0 +1,279 @@
+"""Go programs built from their modules on the Go module proxy: Kubernetes, crictl, CoreDNS, the
+CNI reference plugins and kubestrata's image tool.
+
+Each component at each version has a recipe: a directory `gobuild/<component>-v<version>/` with a
+go.mod of ours that requires the upstream module and lists the programs to build as `tool`
+lines, and the go.sum that pins every dependency. Kubernetes' own go.mod replaces its `k8s.io/*`
+staging modules with local paths, which `go install MODULE@VERSION` refuses; the recipe maps each
+of them to its released `v0.x.y` instead. `kubestrata recipe` writes a recipe; builds only
+read them (`-mod=readonly`), so what is built is exactly what the go.sum says.
+
+Builds land in the cache, one directory per recipe (keyed by the recipe's text, the Go version
+and the build flags), with a SHA256SUMS file written last: an entry without it, or whose sums do
+not match, is rebuilt, never used. Go's module and build caches live in the cache too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from kubestrata.cachedir import entry_is_complete, locked, seal
+from kubestrata.paths import CACHE_DIR, PROJECT_ROOT
+
+RECIPES = PROJECT_ROOT / "gobuild"
+PROXY = "https://proxy.golang.org"
+GO_VERSION_MINIMUM = (1, 26)     # Kubernetes 1.36 asks for go 1.26
+# Bump when how programs are built changes (flags, environment), so cached builds are redone.
+BUILD_LAYOUT = "1"
+
+
+class GoBuildError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    module: str
+    programs: tuple[str, ...]            # package paths, relative to the module
+    stamp: Callable[[str], list[str]]    # version -> -X flags
+    staging: bool = False                # the module replaces k8s.io/* staging modules locally
+    local: bool = False                  # kubestrata's own program: its source is the recipe
+
+    def recipe_dir(self, version: str) -> Path:
+        return RECIPES / (self.name if self.local else f"{self.name}-v{version}")
+
+
+def _kubernetes_stamp(version: str) -> list[str]:
+    major, minor = version.split(".")[:2]
+    values = {"gitVersion": f"v{version}", "gitMajor": major, "gitMinor": minor,
+              "gitTreeState": "archive", "buildDate": "1970-01-01T00:00:00Z"}
+    return [f"-X k8s.io/{package}/version.{key}={value}"
+            for package in ("component-base", "client-go/pkg") for key, value in values.items()]
+
+
+COMPONENTS = {c.name: c for c in (
+    Component("kubernetes", "k8s.io/kubernetes",
+              tuple(f"cmd/{name}" for name in (
+                  "kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager",
+                  "kube-scheduler", "kube-proxy")),
+              _kubernetes_stamp, staging=True),
+    Component("cri-tools", "sigs.k8s.io/cri-tools", ("cmd/crictl",),
+              lambda v: [f"-X sigs.k8s.io/cri-tools/pkg/version.Version=v{v}"]),
+    Component("coredns", "github.com/coredns/coredns", ("",),
+              lambda v: [f"-X github.com/coredns/coredns/coremain.GitCommit=v{v}"]),
+    Component("cni-plugins", "github.com/containernetworking/plugins",
+              tuple(f"plugins/{p}" for p in (
+                  "main/bridge", "main/host-device", "main/ipvlan", "main/loopback",
+                  "main/macvlan", "main/ptp", "main/vlan", "main/dummy", "main/tap",
+                  "ipam/host-local", "ipam/static", "ipam/dhcp", "meta/bandwidth",
+                  "meta/firewall", "meta/portmap", "meta/sbr", "meta/tuning", "meta/vrf")),
+              lambda v: [f"-X github.com/containernetworking/plugins/pkg/utils/buildversion"
+                         f".BuildVersion=v{v}"]),
+    Component("imagetool", "kubestrata.invalid/gobuild/imagetool", ("",), lambda v: [],
+              local=True),
+)}
+
+
+# ---- the Go toolchain ------------------------------------------------------------------------
+
+def go_environment() -> dict[str, str]:
+    """The environment of every go command: caches under the kubestrata cache, no cgo."""
+    base = CACHE_DIR / "go"
+    return {**os.environ, "GOMODCACHE": str(base / "mod"), "GOCACHE": str(base / "build"),
+            "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local",
+            "GOWORK": "off"}
+
+
+def go_version() -> str:
+    """The toolchain's version ("go1.26.8"); a clear error when there is none or it is too old."""
+    if shutil.which("go") is None:
+        raise GoBuildError(
+            "no Go toolchain (`go` is not on PATH): install Go "
+            f"{'.'.join(map(str, GO_VERSION_MINIMUM))} or newer from https://go.dev/dl/ "
+            "(or Debian's golang-go from trixie-backports), then run this again")
+    text = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    found = re.match(r"go(\d+)\.(\d+)", text)
+    if not found or tuple(map(int, found.groups())) < GO_VERSION_MINIMUM:
+        raise GoBuildError(f"Go {text} is too old: Kubernetes needs Go "
+                           f"{'.'.join(map(str, GO_VERSION_MINIMUM))} or newer")
+    return text
+
+
+def run_go(args: list[str], cwd: Path, *, verbose: bool = False, timeout: float = 3600,
+        env: dict | None = None) -> str:
+    process = subprocess.run(["go", *args], cwd=cwd, env=env or go_environment(), text=True,
+                             stdout=None if verbose else subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=timeout)
+    if process.returncode != 0:
+        output = (process.stdout or "").strip().splitlines()
+        raise GoBuildError(f"go {' '.join(args[:2])} in {cwd.name} failed: "
+                           + ("\n".join(output[-15:]) if output else "see the output above"))
+    return process.stdout or ""
+
+
+# ---- the proxy ---------------------------------------------------------------------------------
+
+def served_versions(module: str) -> list[str]:
+    with urllib.request.urlopen(f"{PROXY}/{module}/@v/list", timeout=30) as answer:
+        return sorted(answer.read().decode().split(), key=_version_key)
+
+
+def is_served(module: str, version: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{PROXY}/{module}/@v/v{version}.info", timeout=30):
+            return True
+    except urllib.error.HTTPError:
+        return False
+
+
+def _version_key(version: str) -> tuple:
+    numbers = re.findall(r"\d+", version.split("-")[0])
+    return tuple(int(n) for n in numbers) + (0 if "-" in version else 1,)
+
+
+def _require_served(module: str, version: str) -> None:
+    if not is_served(module, version):
+        offered = [v for v in served_versions(module) if "-" not in v][-8:]
+        raise GoBuildError(f"the Go module proxy does not serve {module} v{version}; it serves "
+                           f"{', '.join(offered) or 'no release'}: pin one of those")
+
+
+# ---- recipes ---------------------------------------------------------------------------------
+
+def upstream_go_mod(module: str, version: str) -> str:
+    with urllib.request.urlopen(f"{PROXY}/{module}/@v/v{version}.mod", timeout=60) as answer:
+        return answer.read().decode()
+
+
+def staging_modules(upstream: str) -> list[str]:
+    """The k8s.io/* modules an upstream go.mod (k8s.io/kubernetes) replaces with ./staging paths."""
+    return re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+\./staging/", upstream, re.M)
+
+
+def recipe_text(component: Component, version: str, upstream: str, staged: list[str]) -> str:
+    """Our go.mod: upstream's go and godebug lines (so the runtime behaves as upstream's build),
+    the module, the staging modules at their released versions, and the programs."""
+    language = re.findall(r"^(?:go|godebug) .*$", upstream, re.M)
+    lines = [f"// kubestrata: {component.name} v{version} built from its Go module; written by",
+             "// `kubestrata recipe`, pinned by go.sum. Do not edit by hand.",
+             f"module kubestrata.invalid/gobuild/{component.name}", "", *language, "",
+             f"require {component.module} v{version}", ""]
+    if staged:
+        staging_version = "v0." + version.split(".", 1)[1]
+        lines += ["replace (", *(f"\t{m} => {m} {staging_version}" for m in staged), ")", ""]
+    lines += ["tool (", *(f"\t{_package(component, p)}" for p in component.programs), ")"]
+    return "\n".join(lines) + "\n"
+
+
+def write_recipe(name: str, version: str, log=print) -> Path:
+    """Write gobuild/<name>-v<version>/ (go.mod and a go.sum made by go mod tidy)."""
+    component = _component(name)
+    go_version()
+    _require_served(component.module, version)
+    upstream = upstream_go_mod(component.module, version)
+    staged = []
+    if component.staging:
+        staged = [m for m in staging_modules(upstream)
+                  if is_served(m, "0." + version.split(".", 1)[1])]
+    target = component.recipe_dir(version)
+    building = target.with_name(target.name + ".new")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    (building / "go.mod").write_text(recipe_text(component, version, upstream, staged))
+    env = {**go_environment(), "GOFLAGS": "-mod=mod"}
+    run_go(["mod", "tidy"], building, env=env)
+    shutil.rmtree(target, ignore_errors=True)
+    building.rename(target)
+    log(f"wrote {target.relative_to(PROJECT_ROOT)}")
+    return target
+
+
+def _component(name: str) -> Component:
+    if name not in COMPONENTS:
+        raise GoBuildError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
+    return COMPONENTS[name]
+
+
+def _package(component: Component, program: str) -> str:
+    return f"{component.module}/{program}".rstrip("/")
+
+
+def recipe_versions(name: str) -> list[str]:
+    prefix = f"{name}-v"
+    return sorted((d.name[len(prefix):] for d in RECIPES.glob(f"{prefix}*") if d.is_dir()),
+                  key=_version_key)
+
+
+def recipe(name: str, version: str) -> Path:
+    """The committed recipe of name at version; a clear error naming the ones there are."""
+    component = _component(name)
+    directory = component.recipe_dir(version)
+    if not (directory / "go.sum").is_file() and not component.local:
+        have = ", ".join(recipe_versions(name)) or "none"
+        raise GoBuildError(
+            f"no build recipe for {name} {version} (recipes: {have}); pin one of those, or "
+            f"write one with `kubestrata recipe {name} {version}` and commit "
+            f"{directory.relative_to(PROJECT_ROOT)}/")
+    return directory
+
+
+# ---- builds ----------------------------------------------------------------------------------
+
+def module_source(name: str, version: str) -> Path:
+    """The source of name at version in the module cache (downloaded if need be)."""
+    component = _component(name)
+    output = run_go(["mod", "download", "-json", f"{component.module}@v{version}"],
+                    recipe(name, version))
+    return Path(json.loads(output[output.index("{"):])["Dir"])
+
+
+def build_key(name: str, version: str, go: str) -> str:
+    directory = recipe(name, version)
+    sources = [p.read_text() for p in sorted(directory.glob("go.*")) + sorted(directory.glob("*.go"))]
+    text = "|".join([BUILD_LAYOUT, go, *sources, json.dumps(_flags(name, version))])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _flags(name: str, version: str) -> list[str]:
+    return ["-trimpath", "-ldflags", " ".join(["-s", "-w", *COMPONENTS[name].stamp(version)])]
+
+
+def build(name: str, version: str, *, log=print, verbose: bool = False) -> Path:
+    """The directory holding name's programs at version, built unless the cache has them."""
+    go = go_version()
+    component = _component(name)
+    directory = recipe(name, version)
+    label = name if component.local else f"{name}-v{version}"
+    target = CACHE_DIR / "gobuild" / f"{label}-{build_key(name, version, go)}"
+    with locked(target.parent):
+        if entry_is_complete(target):
+            return target
+        if not component.local:
+            _require_served(component.module, version)
+        started = time.monotonic()
+        building = target.with_name(target.name + ".building")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+        packages = ["."] if component.local else [_package(component, p) for p in component.programs]
+        run_go(["build", *_flags(name, version), "-o", str(building) + "/", *packages],
+            directory, verbose=verbose)
+        seal(building)
+        building.rename(target)
+        log(f"{label}: built {len(packages)} program(s) in "
+            f"{time.monotonic() - started:.0f} s")
+    return target
+
