@@ -41,7 +41,18 @@ CASES = [
      "unknown role 'wroker'"),
     ("single-master", {"runtime": "docker"}, "runtime", "containerd, cri-o"),
     ("single-master", {"cni": "weave"}, "cni", "bridge, flannel, calico"),
-    ("single-master", {"versions": {"kubernetes": "v1.31"}}, "versions.kubernetes", "1.31.4"),
+    ("single-master", {"versions": {"kubernetes": "v1.36"}}, "versions.kubernetes", "1.36.3"),
+    # versions that cannot work together
+    ("single-master", {"versions": {"containerd": "1.7.24"}}, "versions.containerd",
+     "Kubernetes 1.36.3 needs containerd 2"),
+    ("single-master", {"versions": {"kubernetes": "1.35.2", "containerd": "1.7.24"}},
+     "versions.containerd", "configuration the containerd role writes (version 3"),
+    ("single-master", {"versions": {"etcd": "3.5.23"}}, "versions.etcd",
+     "older than 3.5.24, the oldest external etcd kubeadm 1.36 accepts"),
+    ("single-master", {"versions": {"kubernetes": "1.39.0", "etcd": "3.5.16"}}, "versions.etcd",
+     "the oldest external etcd kubeadm 1.39 accepts"),
+    ("single-master", {"versions": {"runc": "1.2.6"}}, "versions.runc",
+     "older than containerd 2 needs (1.3 or later)"),
     ("single-master", {"netwrok": {"cidr": "10.0.0.0/24"}}, "netwrok", "unknown key"),
     ("single-master", {"node_groups": {"worker": {"cpu": 2}}}, "node_groups[1].cpu", "unknown key"),
     ("single-master", {"node_groups": {"worker": {"count": "2"}}}, "node_groups[1].count",
@@ -66,6 +77,23 @@ def test_bad_topology_names_field_and_fix(base, overrides, field, fix):
     matching = [p for p in error.value.problems if p.startswith(f"{field}:")]
     assert matching, error.value.problems
     assert any(fix in p for p in matching), matching
+
+
+@pytest.mark.parametrize("versions", [
+    {"etcd": "3.5.24"},                                     # kubeadm 1.36's minimum itself
+    {"etcd": "3.6.4"},
+    {"kubernetes": "1.33.7", "etcd": "3.5.16"},             # before kubeadm 1.34 raised it
+    {"runc": "1.3.0"},
+])
+def test_versions_that_work_together_are_accepted(versions):
+    assert topology.load("single-master", {"versions": versions}).versions.items() >= \
+        versions.items()
+
+
+def test_cri_o_topologies_are_not_held_to_containerd_versions():
+    cri_o = topology.load("single-master", {"runtime": "cri-o", "versions": {
+        "containerd": "1.7.24", "runc": "1.1.15"}})
+    assert cri_o.runtime == "cri-o"
 
 
 @pytest.mark.parametrize("name", topology.NAMES)

@@ -25,6 +25,17 @@ MINIMUM_SIZE = {
     "lb": {"cpus": 1, "memory_mib": 256, "disk_gib": 5},
 }
 
+# What the pinned versions need of each other, from the upstream release notes:
+# - Kubernetes 1.35 is the last release that supports containerd 1.x.
+# - kubeadm refuses an external etcd older than its MinExternalEtcdVersion; per Kubernetes minor
+#   (a later minor never lowers it, so minors past the table take its last entry).
+# - containerd 2 is released and tested with runc 1.3 and later.
+# The containerd role writes containerd 2's configuration (version 3) only.
+CONTAINERD_2_FROM_KUBERNETES = (1, 36)
+KUBEADM_MIN_EXTERNAL_ETCD = {(1, 34): (3, 5, 24), (1, 35): (3, 5, 24), (1, 36): (3, 5, 24),
+                             (1, 37): (3, 5, 24)}
+RUNC_MINIMUM_WITH_CONTAINERD_2 = (1, 3)
+
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -118,7 +129,7 @@ TOPOLOGY = {
     }),
     "runtime": Field(str, check=_one_of(RUNTIMES)),
     "cni": Field(str, check=_one_of(CNIS)),
-    "versions": Field({k: Field(str, check=_pattern(_VERSION, "1.31.4")) for k in VERSION_KEYS}),
+    "versions": Field({k: Field(str, check=_pattern(_VERSION, "1.36.3")) for k in VERSION_KEYS}),
     "node_groups": Field([NODE_GROUP]),
 }
 
@@ -182,7 +193,8 @@ def _join(path: str, key: str) -> str:
 def check_semantics(topology) -> list[str]:
     """Problems of the derived topology: counts, HA rules, address plan, sizes."""
     return (_check_groups(topology) + _check_roles(topology) + _check_addresses(topology)
-            + _check_cidrs(topology) + _check_api(topology) + _check_sizes(topology))
+            + _check_cidrs(topology) + _check_api(topology) + _check_sizes(topology)
+            + _check_versions(topology))
 
 
 def _group_field(topology, group: str, key: str) -> str:
@@ -313,4 +325,50 @@ def _check_sizes(topology) -> list[str]:
                 role = max(group["roles"], key=lambda r: MINIMUM_SIZE[r][key])
                 problems.append(f"{_group_field(topology, group['name'], key)}: {group[key]} is "
                                 f"below the minimum of {need} for a {role} node; raise it to {need}")
+    return problems
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def min_external_etcd(kubernetes: str) -> tuple[int, ...] | None:
+    """kubeadm's minimum external etcd for a Kubernetes version (None: no rule known)."""
+    minor = _version(kubernetes)[:2]
+    known = [m for m in KUBEADM_MIN_EXTERNAL_ETCD if m <= minor]
+    return KUBEADM_MIN_EXTERNAL_ETCD[max(known)] if known else None
+
+
+def _check_versions(topology) -> list[str]:
+    """Pinned versions that cannot work together."""
+    problems = []
+    versions = topology.versions
+    kubernetes = _version(versions["kubernetes"])
+    k8s = _dotted(kubernetes)
+    etcd_minimum = min_external_etcd(k8s)
+    if etcd_minimum and _version(versions["etcd"]) < etcd_minimum:
+        problems.append(f"versions.etcd: etcd {versions['etcd']} is older than "
+                        f"{_dotted(etcd_minimum)}, the oldest external etcd kubeadm "
+                        f"{'.'.join(map(str, kubernetes[:2]))} accepts; pin etcd "
+                        f"{_dotted(etcd_minimum)} or later (e.g. 3.5.30)")
+    if topology.runtime != "containerd":
+        return problems
+    containerd = _version(versions["containerd"])
+    if containerd < (2,):
+        if kubernetes[:2] >= CONTAINERD_2_FROM_KUBERNETES:
+            problems.append(f"versions.containerd: Kubernetes {k8s} needs containerd 2 "
+                            f"(1.35 was the last release to support containerd 1.x); "
+                            f"pin containerd 2.x (e.g. 2.1.9)")
+        else:
+            problems.append(f"versions.containerd: containerd {versions['containerd']} cannot "
+                            "read the configuration the containerd role writes (version 3, "
+                            "containerd 2's); pin containerd 2.x (e.g. 2.1.9)")
+    elif _version(versions["runc"]) < RUNC_MINIMUM_WITH_CONTAINERD_2:
+        problems.append(f"versions.runc: runc {versions['runc']} is older than containerd 2 "
+                        f"needs ({_dotted(RUNC_MINIMUM_WITH_CONTAINERD_2)} or later); "
+                        "pin runc 1.3.x (e.g. 1.3.6)")
     return problems
