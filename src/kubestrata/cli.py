@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -242,6 +243,10 @@ def cmd_bench_layers(args) -> int:
 
 
 def cmd_bundle(args) -> int:
+    if args.from_source:
+        return _bundle_from_source(args)
+    if not args.output:
+        raise UsageError("give -o DIR for the downloaded bundle (or --from-source)")
     from kubestrata import bundle
     plan = bundle.plan(_load(args), arch=args.arch, repo_base=args.repo_base)
     print(f"bundle: Kubernetes {plan.kubernetes_version} ({plan.arch}) from {plan.repo_url}")
@@ -254,6 +259,35 @@ def cmd_bundle(args) -> int:
     print(f"  serve it (e.g. python3 -m http.server --directory {args.output} 8080), then: "
           f"kubestrata up {args.topology} -e kube_install_source=offline "
           "-e kube_offline_url=http://HOST:8080/")
+    return 0
+
+
+def _bundle_from_source(args) -> int:
+    from kubestrata import debpkg, gobuild, sourcebundle
+    from kubestrata.cachedir import sha256
+    version = _load(args).versions["kubernetes"]
+    started = time.monotonic()
+    try:
+        built = sourcebundle.ensure(version, args.arch, verbose=args.verbose,
+                                    log=lambda line: print(line, flush=True))
+    except (gobuild.GoBuildError, sourcebundle.SourceBundleError, debpkg.DebPkgError) as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        shutil.copytree(built, args.output)
+        built = Path(args.output)
+    print(f"bundle: {built} ({time.monotonic() - started:.1f} s); "
+          f"bundle.json sha256 {sha256(built / 'bundle.json')}")
+    return 0
+
+
+def cmd_recipe(args) -> int:
+    from kubestrata import gobuild
+    try:
+        gobuild.write_recipe(args.component, args.version)
+    except gobuild.GoBuildError as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -330,11 +364,22 @@ def parser() -> argparse.ArgumentParser:
     bundle = with_topology(sub.add_parser(
         "bundle", help="build the offline install source of the Kubernetes layer "
                        "(on a machine with internet access)"))
-    bundle.add_argument("-o", "--output", required=True, help="directory to create")
+    bundle.add_argument("-o", "--output", help="directory to create (--from-source: a copy of "
+                                               "the cached bundle; default: use it in place)")
+    bundle.add_argument("--from-source", action="store_true",
+                        help="build it here from the Go modules (gobuild/ recipes) instead of "
+                             "downloading from pkgs.k8s.io and registry.k8s.io")
+    bundle.add_argument("--verbose", action="store_true", help="stream go's output")
     bundle.add_argument("--arch", default="amd64", help="the nodes' architecture (default amd64)")
     bundle.add_argument("--repo-base", help="base URL of the Kubernetes package repositories "
                                             "(default: the kube role's, pkgs.k8s.io)")
     bundle.set_defaults(func=cmd_bundle)
+
+    recipe = sub.add_parser("recipe", help="write the Go build recipe of a bundle component "
+                                           "(gobuild/COMPONENT-vVERSION: go.mod and go.sum)")
+    recipe.add_argument("component", help="kubernetes, cri-tools, coredns or cni-plugins")
+    recipe.add_argument("version", help="upstream version without the v, e.g. 1.36.3")
+    recipe.set_defaults(func=cmd_recipe)
     return p
 
 

@@ -134,7 +134,7 @@ def _build(package: Package, out: Path, arch: str) -> Path:
         for script in package.scripts:
             _place(control / script, (FILES / f"{package.name}.{script}").read_bytes(), 0o755)
         _normalize(root)
-        run(["dpkg-deb", "--build", "--root-owner-group", "-Zxz", str(root), str(deb)],
+        run(["dpkg-deb", "--build", "--root-owner-group", "-Zgzip", str(root), str(deb)],
             env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}, timeout=600)
     return deb
 
