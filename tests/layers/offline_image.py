@@ -48,7 +48,9 @@ def _busybox(scratch: Path) -> Path:
         debian.download(["busybox-static"], debs)
     deb = sorted(debs.glob("busybox-static_*.deb"))[-1]
     subprocess.run(["dpkg-deb", "-x", str(deb), str(scratch)], check=True)
-    return scratch / "bin" / "busybox"
+    # /usr/bin from trixie on (merged /usr), /bin before
+    return next(path for path in (scratch / "usr" / "bin" / "busybox", scratch / "bin" / "busybox")
+                if path.exists())
 
 
 def _layer(busybox: Path) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 from kubestrata.paths import CACHE_DIR
 from kubestrata.shell import run
 
-SUITE = "bookworm"
+SUITE = "trixie"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 

@@ -17,22 +17,26 @@ from kubestrata.paths import CACHE_DIR
 
 PORT = 3142
 
-# What the layers install from the distribution (their role defaults name the same packages).
+# What the layers install from the nodes' own suite (their role defaults name the same packages).
 PACKAGES = (
     # prepare
     "ca-certificates", "curl", "gnupg", "iptables", "conntrack", "socat", "ethtool", "ebtables",
-    "kmod", "procps", "iputils-ping", "chrony", "apt-transport-https",
-    # runtime and CNI
-    "containerd", "runc", "containernetworking-plugins",
-    # etcd and the HA endpoint
+    "kmod", "procps", "iputils-ping", "chrony",
+    # CNI
+    "containernetworking-plugins",
+    # etcd (the suite's 3.5.16: the version the etcd upgrade test starts from) and the HA endpoint
     "etcd-server", "etcd-client", "haproxy", "keepalived",
 )
 
 
-# A few packages from other suites, served as one more flat repository per suite at /SUITE/
-# (the etcd upgrade test installs trixie's etcd 3.5 on bookworm nodes). Roles pin the version
-# they want; dependencies come from the main repository.
-OTHER_SUITES = {"trixie": ("etcd-server", "etcd-client")}
+# Newer packages from other suites, served as one more flat repository per suite at /SUITE/:
+# Kubernetes 1.36 needs containerd 2 (trixie has 1.7) and kubeadm 1.36 an etcd of at least
+# 3.5.24 (trixie has 3.5.16), so they come from sid. Each .deb is fetched alone: its
+# dependencies must be in the base rootfs or the main repository (these need only libc6,
+# libseccomp2, runc and systemd). Roles pin the version they want; where two suites offer a
+# package, the pin chooses. sid moves on: a new cache fetches sid's version of the day, which a
+# pin older than it no longer matches (the layer then names the versions on offer).
+OTHER_SUITES = {"sid": ("containerd", "runc", "etcd-server", "etcd-client")}
 
 
 def key(rootfs: Path) -> str:
@@ -75,11 +79,11 @@ def apt_sources(gateway: str) -> str:
                    for path in ["", *(f"{suite}/" for suite in OTHER_SUITES)])
 
 
-def serve(netns: str, gateway: str, directory: Path, log_file: Path) -> int:
-    """Start the HTTP server for directory on gateway:PORT inside netns; returns its pid."""
+def serve(netns: str, gateway: str, directory: Path, log_file: Path, port: int = PORT) -> int:
+    """Start the HTTP server for directory on gateway:port inside netns; returns its pid."""
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "http.server", str(PORT),
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "http.server", str(port),
              "--bind", gateway, "--directory", str(directory)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)

@@ -14,8 +14,10 @@ from kubestrata.lab.debian import SUITE, archive_url
 from kubestrata.paths import CACHE_DIR
 from kubestrata.shell import run
 
+# kmod: trixie's systemd loads libkmod only when it is there; without it
+# systemd-modules-load fails at boot and the node starts "degraded".
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
-            "iproute2")
+            "iproute2", "kmod")
 
 # The host's cgroup v1 controllers appear read-only inside a node; runc needs them writable.
 CGROUP_UNIT = """\
@@ -42,7 +44,7 @@ PasswordAuthentication no
 """
 
 # Bump when the customisation below changes, so caches rebuild.
-LAYOUT = "3"
+LAYOUT = "4"
 
 
 def key() -> str:
