@@ -38,34 +38,39 @@ def plan(tmp_path: Path, role: str, entry: str, fact: str, **extravars) -> dict:
     return json.loads((tmp_path / "out.json").read_text())
 
 
+# The role ships no release sum yet (none could be checked here): the tests give their own.
+CHECKSUMS = {"containerd_release_checksums": {"amd64": {"2.1.9": "c0" * 32}},
+             "containerd_runc_release_checksums": {"amd64": {"1.3.6": "a1" * 32}}}
+
+
 def test_containerd_release_urls_and_checksums_for_a_version(tmp_path):
     downloads = plan(tmp_path, "containerd", "release_plan", "containerd_release_downloads",
-                     containerd_version="1.7.24", runc_version="1.2.5")
+                     containerd_version="2.1.9", runc_version="1.3.6", **CHECKSUMS)
     assert downloads == {
         "containerd": {
-            "url": "https://github.com/containerd/containerd/releases/download/v1.7.24/"
-                   "containerd-1.7.24-linux-amd64.tar.gz",
-            "checksum": "sha256:1a94f15139f37633f39e24f08a4071f4533b285df3cbee6478972d26147bcaef"},
+            "url": "https://github.com/containerd/containerd/releases/download/v2.1.9/"
+                   "containerd-2.1.9-linux-amd64.tar.gz",
+            "checksum": "sha256:" + "c0" * 32},
         "runc": {
-            "url": "https://github.com/opencontainers/runc/releases/download/v1.2.5/runc.amd64",
-            "checksum": "sha256:fbd851fce6a8e0d67a9d184ea544c2abf67c9fd29b80fcc1adf67dfe9eb036a1"},
+            "url": "https://github.com/opencontainers/runc/releases/download/v1.3.6/runc.amd64",
+            "checksum": "sha256:" + "a1" * 32},
     }
 
 
 def test_a_release_without_a_known_checksum_is_refused_before_any_download(tmp_path):
     result = run_on_localhost(tmp_path, [
         {"ansible.builtin.include_role": {"name": "containerd", "tasks_from": "release_plan"}},
-    ], containerd_version="1.7.99", runc_version="1.2.5")
+    ], containerd_version="2.1.99", runc_version="1.3.6", **CHECKSUMS)
     assert result.returncode != 0
-    assert "No checksum for containerd 1.7.99 and runc 1.2.5 on amd64" in result.stdout
-    assert "1.7.24" in result.stdout        # the message names the versions it knows
+    assert "No checksum for containerd 2.1.99 and runc 1.3.6 on amd64" in result.stdout
+    assert "known: containerd 2.1.9; runc 1.3.6" in result.stdout   # the versions it knows
 
 
 def test_cri_o_repository_follows_the_kubernetes_minor_version(tmp_path):
     repository = plan(tmp_path, "cri_o", "repository_plan", "cri_o_repository",
-                      kubernetes_version="1.31.4")
-    base = "https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.31/deb/"
-    assert repository == {"url": base, "key_url": base + "Release.key", "package": "cri-o=1.31.*"}
+                      kubernetes_version="1.36.3")
+    base = "https://download.opensuse.org/repositories/isv:/cri-o:/stable:/v1.36/deb/"
+    assert repository == {"url": base, "key_url": base + "Release.key", "package": "cri-o=1.36.*"}
 
 
 @pytest.mark.parametrize("addon", ["flannel", "calico"])
