@@ -159,7 +159,8 @@ def test_each_disk_is_a_copy_on_write_volume_of_the_base_image(stack):
     volumes = run.of_type(VOLUME)
     bases = [v for v in volumes.values() if "source" in v.inputs]
     assert len(bases) == 1
-    assert bases[0].inputs["source"] == stack_config(stack)["kubestrata:image"]
+    assert bases[0].inputs["source"] == stack_config(stack).get("kubestrata:image",
+                                                                vms.DEFAULT_IMAGE)
     for node, domain in run.domains(topo).items():
         [disk] = domain["disks"]
         volume = volumes[f"{node}-disk"]

@@ -17,8 +17,8 @@ from kubestrata import hostkeys, inventory, paths
 from kubestrata.topology import Node, Topology
 
 DEFAULT_URI = "qemu:///system"
-DEFAULT_IMAGE = ("https://cloud.debian.org/images/cloud/bookworm/latest/"
-                 "debian-12-generic-amd64.qcow2")
+DEFAULT_IMAGE = ("https://cloud.debian.org/images/cloud/trixie/latest/"
+                 "debian-13-generic-amd64.qcow2")
 DEFAULT_ADMIN_USER = "kubestrata"
 DEFAULT_POOL_PARENT = "/var/lib/libvirt/images"
 PUBLIC_KEY_FILES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")

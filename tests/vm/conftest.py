@@ -3,7 +3,8 @@
 Both are built on first use and cached under the kubestrata cache, keyed by their inputs:
 - trixie's cloud-init (bookworm's 22.4 cannot check network-config), fetched with a private
   apt configuration that leaves the host's apt setup alone, plus a venv for its Python deps;
-- a Debian bookworm disk image with a kernel and cloud-init, made offline by debootstrap.
+- a Debian disk image (the lab's suite, trixie) with a kernel and cloud-init, made offline by
+  debootstrap.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def _image_key() -> str:
 
 @pytest.fixture(scope="session")
 def debian_image() -> DiskImage:
-    """A bookworm image with a kernel, cloud-init and sshd, built once (~70 s) and cached."""
+    """A Debian image with a kernel, cloud-init and sshd, built once (~70 s) and cached."""
     if os.geteuid() != 0:
         pytest.skip("building the VM image needs root (debootstrap, chroot)")
     missing = _missing("debootstrap", "chroot", "mkfs.ext4", "qemu-img")
