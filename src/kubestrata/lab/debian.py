@@ -1,8 +1,8 @@
 """Debian's archive as kubestrata uses it on the host: a private apt configuration per suite.
 
 The private configuration (own sources list, lists and cache directories under the
-kubestrata cache) lets the host download packages for nodes and tests (from bookworm, or
-trixie for newer versions) without touching the host's own apt setup.
+kubestrata cache) lets the host download packages for nodes and tests (from trixie, the nodes'
+suite, or sid for newer versions) without touching the host's own apt setup.
 """
 
 from __future__ import annotations
