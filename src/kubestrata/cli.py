@@ -242,6 +242,17 @@ def cmd_bench_layers(args) -> int:
     return layers.bench(args.topologies)
 
 
+def cmd_bench_bundle(args) -> int:
+    from kubestrata import bundle_bench, gobuild
+    version = _load(args).versions["kubernetes"]
+    bundle_args = [args.topology, *(f"--set={assignment}" for assignment in args.set or [])]
+    try:
+        return bundle_bench.main(version, bundle_args, cold=args.cold)
+    except gobuild.GoBuildError as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_bundle(args) -> int:
     if args.from_source:
         return _bundle_from_source(args)
@@ -349,7 +360,7 @@ def parser() -> argparse.ArgumentParser:
     gr.add_argument("-o", "--output", help="file to write, .svg or .png (default: SVG on stdout)")
     gr.set_defaults(func=cmd_graph)
 
-    bench = sub.add_parser("bench", help="timings on lab nodes")
+    bench = sub.add_parser("bench", help="timings: lab nodes, layers, the source bundle")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     bench_lab = bench_sub.add_parser("lab", help="lab up times (cold and warm) and node memory")
     bench_lab.add_argument("topologies", nargs="*", default=list(topo.NAMES))
@@ -360,6 +371,12 @@ def parser() -> argparse.ArgumentParser:
                                                        "(prepare .. lb) and of the no-op re-run")
     bench_layers.add_argument("topologies", nargs="*", default=list(topo.NAMES))
     bench_layers.set_defaults(func=cmd_bench_layers)
+    bench_bundle = with_topology(bench_sub.add_parser(
+        "bundle", help="time `bundle --from-source` for the topology's Kubernetes version: each "
+                       "component, packaging, images, a cache hit; size and peak memory"))
+    bench_bundle.add_argument("--cold", action="store_true",
+                              help="also build with an empty Go build cache (minutes of every core)")
+    bench_bundle.set_defaults(func=cmd_bench_bundle)
 
     bundle = with_topology(sub.add_parser(
         "bundle", help="build the offline install source of the Kubernetes layer "

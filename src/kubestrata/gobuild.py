@@ -11,6 +11,9 @@ read them (`-mod=readonly`), so what is built is exactly what the go.sum says.
 Builds land in the cache, one directory per recipe (keyed by the recipe's text, the Go version
 and the build flags), with a SHA256SUMS file written last: an entry without it, or whose sums do
 not match, is rebuilt, never used. Go's module and build caches live in the cache too.
+
+The module proxy asked which versions exist is the one go itself uses: the first address in
+GOPROXY (the environment's, else `go env GOPROXY`), or proxy.golang.org.
 """
 
 from __future__ import annotations
@@ -126,14 +129,23 @@ def run_go(args: list[str], cwd: Path, *, verbose: bool = False, timeout: float 
 
 # ---- the proxy ---------------------------------------------------------------------------------
 
+def proxy() -> str:
+    """The first address of GOPROXY (environment, else `go env`); PROXY when it names none."""
+    setting = os.environ.get("GOPROXY")
+    if setting is None and shutil.which("go"):
+        setting = subprocess.run(["go", "env", "GOPROXY"], capture_output=True, text=True).stdout
+    first = re.split(r"[,|]", setting or "")[0].strip()
+    return first.rstrip("/") if first.startswith(("http://", "https://")) else PROXY
+
+
 def served_versions(module: str) -> list[str]:
-    with urllib.request.urlopen(f"{PROXY}/{module}/@v/list", timeout=30) as answer:
+    with urllib.request.urlopen(f"{proxy()}/{module}/@v/list", timeout=30) as answer:
         return sorted(answer.read().decode().split(), key=_version_key)
 
 
 def is_served(module: str, version: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{PROXY}/{module}/@v/v{version}.info", timeout=30):
+        with urllib.request.urlopen(f"{proxy()}/{module}/@v/v{version}.info", timeout=30):
             return True
     except urllib.error.HTTPError:
         return False
@@ -154,7 +166,7 @@ def _require_served(module: str, version: str) -> None:
 # ---- recipes ---------------------------------------------------------------------------------
 
 def upstream_go_mod(module: str, version: str) -> str:
-    with urllib.request.urlopen(f"{PROXY}/{module}/@v/v{version}.mod", timeout=60) as answer:
+    with urllib.request.urlopen(f"{proxy()}/{module}/@v/v{version}.mod", timeout=60) as answer:
         return answer.read().decode()
 
 
