@@ -27,6 +27,8 @@ BASE_FILES = {
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # kube-proxy runs iptables-restore and conntrack; Debian's iptables uses the nft backend by
 # default, as the nodes do (update-alternatives does not run when packages are only unpacked).
+# Debian 13 is merged-/usr: base-files links these, and the loader is found at /lib64.
+MERGED_USR = ("bin", "sbin", "lib", "lib64")
 IPTABLES_LINKS = ("iptables", "iptables-save", "iptables-restore",
                   "ip6tables", "ip6tables-save", "ip6tables-restore")
 
@@ -71,6 +73,13 @@ def build(image: Image, imagetool: Path, into: Path, scratch: Path, debs: Path) 
     return target
 
 
+def manifest_digest(archive: Path) -> str:
+    """The digest of the image manifest an OCI archive's index names (what runtimes list)."""
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))
+    return index["manifests"][0]["digest"]
+
+
 def _base(root: Path) -> Path:
     for name, text in BASE_FILES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +102,9 @@ def _userland(packages: tuple[str, ...], root: Path, debs: Path) -> Path:
     root.mkdir(parents=True)
     for deb in sorted(wanted.glob("*.deb")):
         subprocess.run(["dpkg-deb", "--extract", str(deb), str(root)], check=True)
+    for name in MERGED_USR:
+        if not (root / name).exists():
+            (root / name).symlink_to(f"usr/{name}")
     for name in IPTABLES_LINKS:
         link = root / "usr/sbin" / name
         link.unlink(missing_ok=True)

@@ -138,7 +138,8 @@ def _build(version: str, target: Path, log, verbose: bool) -> None:
                        "coredns": coredns.lstrip("v"), "pause": _tag(wanted, "pause")},
         "signing_key": {"file": "signing-key.asc", "fingerprint": signing.fingerprint},
         "packages": [_package_entry(deb) for deb in sorted(debs)],
-        "images": [{"name": name, "file": f"images/{archive.name}", "sha256": sha256(archive)}
+        "images": [{"name": name, "file": f"images/{archive.name}", "sha256": sha256(archive),
+                    "digest": images.manifest_digest(archive)}
                    for name, archive in zip(wanted, built)],
         "manifests": [],
     }

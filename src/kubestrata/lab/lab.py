@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubestrata import inventory
+from kubestrata import inventory, sourcebundle
+from kubestrata.cachedir import sha256
 from kubestrata.lab import machine, mirror, network, rootfs
 from kubestrata.paths import INVENTORY_DIR, PROJECT_ROOT, STATE_DIR
 from kubestrata.shell import CommandError, require, run
@@ -32,6 +33,7 @@ CONTROL_PATH_ROOT = Path("/run/kubestrata/cp")
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 INOTIFY_MINIMUM = 1024
 SSH_TIMEOUT = 180.0     # a loaded 2-core host can take a minute to boot eight nodes
+BUNDLE_PORT = 3143      # the Kubernetes bundle, served beside the package mirror
 
 
 class LabError(Exception):
@@ -71,13 +73,16 @@ class Lab:
         self._refuse_foreign_nodes()
         base = rootfs.ensure(log)
         packages = mirror.ensure(base, log)
+        self.bundle = sourcebundle.ensure(self.topology.versions["kubernetes"], log=log)
         changes: list[str] = []
         prefix = self.topology.network.prefixlen
         gateway = str(self.topology.gateway)
         if network.ensure_lab(self.name, gateway, prefix):
             changes.append(f"created network namespace {self.namespace}")
-        if self._ensure_mirror_served(packages):
+        if self._ensure_served("mirror", packages, mirror.PORT):
             changes.append(f"serving the package mirror on {gateway}:{mirror.PORT}")
+        if self._ensure_served("bundle", self.bundle, BUNDLE_PORT):
+            changes.append(f"serving the Kubernetes bundle on {gateway}:{BUNDLE_PORT}")
         authorized_key = self._ensure_ssh_key()
         running = machine.nspawn_pids(self.name)
         host_keys = {}
@@ -111,14 +116,19 @@ class Lab:
             raise LabError(f"lab {self.name} runs nodes the topology no longer has ({names}); "
                            f"run `kubestrata lab down {self.name}` first, then up again")
 
-    def _ensure_mirror_served(self, directory: Path) -> bool:
-        pid_file = self.dir / "mirror.pid"
-        if pid_file.exists() and int(pid_file.read_text()) in network.pids(self.namespace):
+    def _ensure_served(self, name: str, directory: Path, port: int) -> bool:
+        """Serve directory over HTTP on the gateway; a server of another directory is replaced."""
+        pid_file, served = self.dir / f"{name}.pid", self.dir / f"{name}.dir"
+        running = pid_file.exists() and int(pid_file.read_text()) in network.pids(self.namespace)
+        if running and served.exists() and served.read_text() == str(directory):
             return False
+        if running:
+            machine.stop([int(pid_file.read_text())], timeout=5)
         self.dir.mkdir(parents=True, exist_ok=True)
         pid = mirror.serve(self.namespace, str(self.topology.gateway), directory,
-                           self.dir / "mirror.log")
+                           self.dir / f"{name}.log", port=port)
         pid_file.write_text(str(pid))
+        served.write_text(str(directory))
         return True
 
     def _ensure_ssh_key(self) -> str:
@@ -172,6 +182,11 @@ class Lab:
             "ansible_python_interpreter": "/usr/bin/python3",
             "ansible_control_path_dir": str(self.control_path_dir),
             "kubestrata_provider": "lab",
+            # The lab is an air-gapped site with a bundle built here from source.
+            "kube_install_source": "offline",
+            "kube_offline_url": f"http://{self.topology.gateway}:{BUNDLE_PORT}/",
+            "kube_offline_signing_key": str(self.bundle / "signing-key.asc"),
+            "kube_offline_bundle_sha256": sha256(self.bundle / "bundle.json"),
         })
         text = inventory.dump(rendered)
         if self.inventory_path.exists() and self.inventory_path.read_text() == text:

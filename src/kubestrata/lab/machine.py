@@ -19,6 +19,9 @@ from kubestrata.shell import run
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "1", "SYSTEMD_SECCOMP": "0"}
 PLAIN_DIRS = ("/var/lib/containerd",)
+# The kubelet watches the kernel log for OOM kills and will not start without /dev/kmsg, which
+# nspawn does not give a container: the host's, read-only (kind links /dev/console instead).
+KMSG = Path("/dev/kmsg")
 
 
 def cgroup_hierarchies() -> list[Path]:
@@ -169,6 +172,8 @@ class Machine:
                 "--resolv-conf=off", "--timezone=off", "--link-journal=no",
                 "--console=read-only", "--capability=all", "--private-users=no"]
         argv += [f"--bind={self.dir}/plain{d.replace('/', '-')}:{d}" for d in PLAIN_DIRS]
+        if KMSG.exists():
+            argv.append(f"--bind-ro={KMSG}")
         relative = cgroup_path(self.lab, self.node)
         with open(self.console_log, "ab") as log:
             process = subprocess.Popen(
