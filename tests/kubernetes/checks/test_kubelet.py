@@ -26,8 +26,8 @@ def test_kubelet_uses_the_runtimes_cgroup_driver_and_socket(host, k8s_node):
     fact = json.loads(host.file("/etc/ansible/facts.d/kubestrata_runtime.fact").content_string)
     config = yaml.safe_load(host.file("/var/lib/kubelet/config.yaml").content_string)
     assert config["cgroupDriver"] == fact["cgroup_driver"]
+    assert config["containerRuntimeEndpoint"] == fact["cri_socket"]
     flags = host.file("/var/lib/kubelet/kubeadm-flags.env").content_string
-    assert f"--container-runtime-endpoint={fact['cri_socket']}" in flags
     assert f"--node-ip={k8s_node['node_address']}" in flags
 
 
