@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -190,6 +191,28 @@ def cmd_upgrade(args) -> int:
     return _run_phases(t, provider, orchestrate.upgrade_phases(t, provider, **_playbook_options(args)))
 
 
+def cmd_kubectl(args) -> int:
+    """kubectl of the topology's Kubernetes version against its cluster, from this machine."""
+    from kubestrata import gobuild
+    t = _load(args)
+    provider = provider_for(args.provider, t)
+    if not provider.kubeconfig_path().exists():
+        print(f"kubestrata: no kubeconfig for {t.name} ({provider.kubeconfig_path()}); run "
+              f"`kubestrata up {args.topology}` first", file=sys.stderr)
+        return 1
+    version = t.versions["kubernetes"]
+    try:
+        kubectl = str(gobuild.build("kubernetes", version, log=lambda _: None) / "kubectl")
+    except gobuild.GoBuildError:
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            print(f"kubestrata: no kubectl: build it (`kubestrata bundle {args.topology} "
+                  f"--from-source`) or install kubectl {version}", file=sys.stderr)
+            return 1
+    args_ = args.kubectl_args[1:] if args.kubectl_args[:1] == ["--"] else args.kubectl_args
+    return subprocess.call(provider.kubectl_argv(kubectl, args_))
+
+
 def cmd_verify(args) -> int:
     from kubestrata import playbook, verify
     t = _load(args)
@@ -347,6 +370,11 @@ def parser() -> argparse.ArgumentParser:
     upg.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     with_playbook_options(upg)
     upg.set_defaults(func=cmd_upgrade)
+    kc = with_topology(sub.add_parser(
+        "kubectl", help="kubectl against the cluster: kubestrata kubectl NAME -- get nodes"))
+    kc.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    kc.add_argument("kubectl_args", nargs=argparse.REMAINDER, help="kubectl's arguments, after --")
+    kc.set_defaults(func=cmd_kubectl)
     ver = with_topology(sub.add_parser("verify", help="check every layer on every node"))
     ver.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     ver.add_argument("--layers", help="comma-separated layers to check (default: all)")

@@ -31,6 +31,7 @@ class Provider(Protocol):
     def inventory_path(self) -> Path: ...
     def kubeconfig_path(self) -> Path: ...
     def ssh_hint(self, node: str) -> str: ...
+    def kubectl_argv(self, kubectl: str, args: list[str]) -> list[str]: ...
 
 
 class LabProvider:
@@ -54,6 +55,11 @@ class LabProvider:
 
     def ssh_hint(self, node: str) -> str:
         return f"kubestrata lab exec {self.topology.name} {node} -- bash"
+
+    def kubectl_argv(self, kubectl: str, args: list[str]) -> list[str]:
+        """kubectl in the lab's namespace, the only place the API endpoint is reachable."""
+        return ["ip", "netns", "exec", self.lab.namespace, kubectl,
+                "--kubeconfig", str(self.kubeconfig_path()), *args]
 
 
 class LibvirtProvider:
@@ -104,6 +110,9 @@ class LibvirtProvider:
 
     def ssh_hint(self, node: str) -> str:
         return " ".join(remote.ssh_argv(self._hosts[node]))
+
+    def kubectl_argv(self, kubectl: str, args: list[str]) -> list[str]:
+        return [kubectl, "--kubeconfig", str(self.kubeconfig_path()), *args]
 
     @functools.cached_property
     def _hosts(self) -> dict[str, dict]:

@@ -61,9 +61,9 @@ def server():
 
 def test_a_bundle_holds_the_topologys_version_from_its_minor_repository():
     p = bundle.plan(topology.load("ha-external-etcd"))
-    assert p.kubernetes_version == "1.31.4" and p.arch == "amd64"
-    assert p.repo_url == "https://pkgs.k8s.io/core:/stable:/v1.31/deb/"
-    assert p.key_url == "https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key"
+    assert p.kubernetes_version == "1.36.3" and p.arch == "amd64"
+    assert p.repo_url == "https://pkgs.k8s.io/core:/stable:/v1.36/deb/"
+    assert p.key_url == "https://pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key"
     assert p.packages == ("kubelet", "kubeadm", "kubectl")
     assert p.packages == tuple(role_defaults("kube_packages")["kube_packages_names"])
     assert p.images == () and p.manifests == {}             # bridge: nothing more
@@ -109,10 +109,10 @@ def test_an_unanswering_repository_stops_the_bundle_naming_the_address(server, t
                  "--repo-base", f"{server.url}/core:/stable:"])
     error = capsys.readouterr().err
     assert code == 1
-    assert f"{server.url}/core:/stable:/v1.31/deb/InRelease answered HTTP 404" in error
+    assert f"{server.url}/core:/stable:/v1.36/deb/InRelease answered HTTP 404" in error
     assert "nothing was written" in error
     assert not out.exists() and not list(tmp_path.iterdir())
-    assert server.asked == ["/core:/stable:/v1.31/deb/InRelease"]     # nothing after that
+    assert server.asked == ["/core:/stable:/v1.36/deb/InRelease"]     # nothing after that
 
 
 def test_a_closed_port_stops_the_bundle_too(tmp_path, capsys):
@@ -122,16 +122,16 @@ def test_a_closed_port_stops_the_bundle_too(tmp_path, capsys):
     code = main(["bundle", "all-in-one", "-o", str(tmp_path / "b"),
                  "--repo-base", f"http://127.0.0.1:{port}/k8s"])
     error = capsys.readouterr().err
-    assert code == 1 and f"cannot reach http://127.0.0.1:{port}/k8s/v1.31/deb/InRelease" in error
+    assert code == 1 and f"cannot reach http://127.0.0.1:{port}/k8s/v1.36/deb/InRelease" in error
     assert "Connection refused" in error and not (tmp_path / "b").exists()
 
 
 def test_the_registry_must_answer_as_well(server):
-    server.statuses["/k8s/v1.31/deb/InRelease"] = 200
+    server.statuses["/k8s/v1.36/deb/InRelease"] = 200
     p = bundle.plan(topology.load("all-in-one"), repo_base=f"{server.url}/k8s",
                     registry_url=f"{server.url}/registry")
     with pytest.raises(bundle.BundleError, match=r"/registry/v2/ answered HTTP 404"):
         bundle.check_reachable(p)
     server.statuses["/registry/v2/"] = 401            # a registry without a token
     bundle.check_reachable(p)
-    assert server.asked == ["/k8s/v1.31/deb/InRelease", "/registry/v2/"] * 2
+    assert server.asked == ["/k8s/v1.36/deb/InRelease", "/registry/v2/"] * 2

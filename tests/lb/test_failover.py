@@ -35,7 +35,7 @@ def endpoint(tmp_path_factory):
                             network={"cidr": "10.47.13.0/24"}, api={"virtual_ip": "10.47.13.5"},
                             node_groups={"worker": {"count": 0}})
     with lab_cluster(topo, work) as cluster:
-        result = cluster.play("lb.yml")
+        result = cluster.play("lb.yml", ha_endpoint_health_check="tcp")  # the double is TCP only
         assert result.ok, [str(f) for f in result.failures]
         for node in topo.with_role("control_plane"):
             cluster.ssh(node.name, "systemd-run --unit=test-double-apiserver -p RuntimeMaxSec=900 "
