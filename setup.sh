@@ -12,10 +12,21 @@ APT_PACKAGES=(
   python3-venv python3-dev gcc          # the venv and packages that compile
   iproute2 openssh-client               # lab networking, SSH to nodes
   systemd-container debootstrap         # lab nodes (systemd-nspawn) and their root filesystem
-  dpkg-dev                              # dpkg-scanpackages for the lab's package mirror
+  dpkg-dev                              # dpkg-scanpackages, dpkg-deb: the lab's mirror, the bundle's packages
+  gnupg                                 # signs the bundle's apt repository (a key per cache)
+  libc6-dev                             # the pause image is C, linked static
   qemu-system-x86 qemu-utils            # the VM boot test: qemu (TCG) and qemu-img
   cloud-image-utils                     # cloud-localds: the NoCloud seed of the VM boot test
 )
+
+# The Kubernetes bundle is built from Go modules (gobuild/): Go 1.26 or newer on PATH.
+check_go() {
+  if ! command -v go >/dev/null; then
+    echo "setup.sh: no Go toolchain: kubestrata builds Kubernetes from its Go modules and needs" >&2
+    echo "  Go 1.26 or newer on PATH (https://go.dev/dl/, or Debian's golang-go from trixie-backports)" >&2
+    exit 1
+  fi
+}
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
@@ -55,6 +66,7 @@ shift
 need_root "$command"
 install_apt
 install_venv
+check_go
 export PATH="$PWD/.venv/bin:$PATH"
 case "$command" in
   up)         exec kubestrata up "$@" ;;

@@ -265,6 +265,11 @@ def cmd_bench_layers(args) -> int:
     return layers.bench(args.topologies)
 
 
+def cmd_bench_cluster(args) -> int:
+    from kubestrata import cluster_bench
+    return cluster_bench.main(args.topologies)
+
+
 def cmd_bench_bundle(args) -> int:
     from kubestrata import bundle_bench, gobuild
     version = _load(args).versions["kubernetes"]
@@ -399,6 +404,10 @@ def parser() -> argparse.ArgumentParser:
                                                        "(prepare .. lb) and of the no-op re-run")
     bench_layers.add_argument("topologies", nargs="*", default=list(topo.NAMES))
     bench_layers.set_defaults(func=cmd_bench_layers)
+    bench_cluster = bench_sub.add_parser("cluster", help="time to a verified cluster (kubestrata "
+                                         "up, warm caches), the no-op re-run, memory per node by role")
+    bench_cluster.add_argument("topologies", nargs="*", default=list(topo.NAMES))
+    bench_cluster.set_defaults(func=cmd_bench_cluster)
     bench_bundle = with_topology(bench_sub.add_parser(
         "bundle", help="time `bundle --from-source` for the topology's Kubernetes version: each "
                        "component, packaging, images, a cache hit; size and peak memory"))

@@ -1,6 +1,6 @@
 """A small OCI image for the layer checks, built offline: busybox-static from Debian as its
-whole root filesystem. It is a test image, named as one (TEST_IMAGE); lab runs use it as the
-pod sandbox image too (containerd_sandbox_image in lab-vars.yml), as no registry is reachable.
+whole root filesystem. It is a test image, named as one (TEST_IMAGE); scenarios without the
+Kubernetes layer use it as the pod sandbox image too (no-kubernetes-vars.yml).
 
 The tarball is deterministic (fixed mtimes, sorted entries), so its digests are stable, and is
 cached under the kubestrata cache.
@@ -22,8 +22,8 @@ import yaml
 from kubestrata.lab import debian
 from kubestrata.paths import CACHE_DIR
 
-LAB_VARS = yaml.safe_load((Path(__file__).parent / "lab-vars.yml").read_text())
-TEST_IMAGE = LAB_VARS["containerd_sandbox_image"]
+NO_KUBERNETES_VARS = yaml.safe_load((Path(__file__).parent / "no-kubernetes-vars.yml").read_text())
+TEST_IMAGE = NO_KUBERNETES_VARS["containerd_sandbox_image"]
 LAYOUT = "1"      # bump when the image's make-up changes
 
 
