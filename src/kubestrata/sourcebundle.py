@@ -28,6 +28,7 @@ from kubestrata.paths import CACHE_DIR
 
 LAYOUT = "1"              # bump when the bundle's make-up changes
 PAUSE_SOURCE = "build/pause/linux/pause.c"
+KUBEADM_CONSTANTS = "cmd/kubeadm/app/constants/constants.go"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -49,6 +50,15 @@ def companion_version(component: str, kubernetes: str | None = None) -> str:
     return versions[-1]
 
 
+def kubeadm_coredns_version(version: str) -> str:
+    """The CoreDNS version kubeadm deploys, from its constants in the module's source."""
+    constants = gobuild.module_source("kubernetes", version) / KUBEADM_CONSTANTS
+    found = re.search(r'CoreDNSVersion\s*=\s*"v([^"]+)"', constants.read_text())
+    if not found:
+        raise SourceBundleError(f"no CoreDNSVersion in {constants}")
+    return found.group(1)
+
+
 def signing_key() -> debpkg.SigningKey:
     return debpkg.ensure_signing_key(CACHE_DIR / "bundle-signing")
 
@@ -59,7 +69,7 @@ def _source_key(version: str, go: str) -> str:
         parts.append(module.read_text())
     built = [("kubernetes", version), ("cri-tools", companion_version("cri-tools", version)),
              ("cni-plugins", companion_version("cni-plugins")), ("imagetool", ""),
-             *(("coredns", v) for v in gobuild.recipe_versions("coredns"))]
+             ("coredns", kubeadm_coredns_version(version))]
     parts += [gobuild.build_key(name, ver, go) for name, ver in built]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
@@ -106,6 +116,9 @@ def _build(version: str, target: Path, log, verbose: bool) -> None:
                             capture_output=True, text=True, check=True).stdout
     wanted = control_plane_images(listed)
     coredns = _tag(wanted, "coredns")
+    if coredns.lstrip("v") != kubeadm_coredns_version(version):
+        raise SourceBundleError(f"kubeadm {version} lists CoreDNS {coredns} but its constants say "
+                                f"{kubeadm_coredns_version(version)}")
     go["coredns"] = _timed(log, f"coredns {coredns}", lambda: gobuild.build(
         "coredns", coredns.lstrip("v"), log=lambda _: None, verbose=verbose))
     imagetool = _timed(log, "imagetool", lambda: gobuild.build(
