@@ -274,6 +274,7 @@ def test_inventory_and_known_hosts_land_next_to_each_other(stack):
     written = yaml.safe_load((directory / "hosts.yml").read_text())
     assert written == yaml.safe_load(run.outputs["inventory"])
     assert written["all"]["vars"]["ansible_user"] == "kubestrata"
+    assert written["all"]["vars"]["ansible_become"] is True      # root is refused over SSH
     for name, host in written["all"]["hosts"].items():
         assert host["ansible_ssh_common_args"] == (
             f"-o UserKnownHostsFile={directory / 'known_hosts'} -o StrictHostKeyChecking=yes")

@@ -151,7 +151,9 @@ def inventory_for(topology: Topology, settings: Settings) -> dict:
     connection = {node.name: {"ansible_ssh_common_args":
                               " ".join(_node_ssh_options(topology, settings, node))}
                   for node in topology.nodes}
-    return inventory.render(topology, connection, {"ansible_user": settings.admin_user})
+    # The VMs' admin user is not root: every system task escalates with sudo.
+    return inventory.render(topology, connection, {"ansible_user": settings.admin_user,
+                                                   "ansible_become": settings.admin_user != "root"})
 
 
 def ssh_commands(topology: Topology, settings: Settings) -> dict[str, str]:
