@@ -24,7 +24,8 @@ from kubestrata import playbook, topology
 from kubestrata.lab.lab import Lab
 from kubestrata.paths import PLAYBOOK_DIR, PROJECT_ROOT
 from tests.lab.conftest import leftovers, ssh
-from tests.layers.offline_image import LAB_VARS
+
+LAB_VARS = yaml.safe_load((PROJECT_ROOT / "tests" / "layers" / "lab-vars.yml").read_text())
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="lab tests need root (network namespaces, mounts)")

@@ -79,7 +79,11 @@ def run(inventory: Path, layers: list[str], junit: Path) -> Collector:
             "-m", " or ".join(layers), f"--junitxml={junit}", "-p", "no:terminal",
             "-o", "addopts=",
             "-p", "no:cacheprovider", "--rootdir", str(PROJECT_ROOT)]
-    pytest.main(args, plugins=[collector])
+    code = pytest.main(args, plugins=[collector])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        # An import error, an interrupt or no checks at all: not a verified cluster.
+        collector.failures.append(f"the checks did not run to the end (pytest exit "
+                                  f"{int(code)}, {code.name})")
     return collector
 
 
