@@ -54,9 +54,10 @@ class Api:
 
 
 def vip_holder(cluster) -> str:
+    """The load balancer node holding the virtual IP (a stopped node holds nothing)."""
     vip = cluster.topology.virtual_ip
     [holder] = [n.name for n in cluster.topology.load_balancers
-                if cluster.ssh(n.name, f"ip -o -4 addr show to {vip}/32").strip()]
+                if cluster.ssh(n.name, f"ip -o -4 addr show to {vip}/32", check=False).strip()]
     return holder
 
 
