@@ -52,6 +52,10 @@ class RuntimeClient:
         config = self.api.PodSandboxConfig(
             metadata=self.api.PodSandboxMetadata(name=name, namespace=namespace, uid=uid),
             hostname=name,
+            # Where its containers log, as the kubelet lays it out. Never leave it empty: a
+            # kubelet that removes an unknown container removes its log at log_directory/log_path,
+            # and with both empty it removed the node's /bin and /boot (seen on lab nodes).
+            log_directory=f"/var/log/pods/{namespace}_{name}_{uid}",
             linux=self.api.LinuxPodSandboxConfig(cgroup_parent=cgroup_parent),
         )
         reply = self.runtime.RunPodSandbox(self.api.RunPodSandboxRequest(config=config),
@@ -68,6 +72,7 @@ class RuntimeClient:
             metadata=self.api.ContainerMetadata(name=name),
             image=self.api.ImageSpec(image=image),
             command=command,
+            log_path=f"{name}/0.log",
         )
         created = self.runtime.CreateContainer(self.api.CreateContainerRequest(
             pod_sandbox_id=pod.id, config=config, sandbox_config=pod.config), timeout=self.timeout)
