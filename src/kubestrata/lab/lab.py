@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubestrata import inventory, sourcebundle
+from kubestrata import gobuild, inventory, sourcebundle
 from kubestrata.cachedir import sha256
 from kubestrata.lab import machine, mirror, network, rootfs
 from kubestrata.paths import INVENTORY_DIR, PROJECT_ROOT, STATE_DIR
@@ -73,7 +73,7 @@ class Lab:
         self._refuse_foreign_nodes()
         base = rootfs.ensure(log)
         packages = mirror.ensure(base, log)
-        self.bundle = sourcebundle.ensure(self.topology.versions["kubernetes"], log=log)
+        self.bundle = self._bundle(log)
         changes: list[str] = []
         prefix = self.topology.network.prefixlen
         gateway = str(self.topology.gateway)
@@ -81,7 +81,7 @@ class Lab:
             changes.append(f"created network namespace {self.namespace}")
         if self._ensure_served("mirror", packages, mirror.PORT):
             changes.append(f"serving the package mirror on {gateway}:{mirror.PORT}")
-        if self._ensure_served("bundle", self.bundle, BUNDLE_PORT):
+        if self.bundle and self._ensure_served("bundle", self.bundle, BUNDLE_PORT):
             changes.append(f"serving the Kubernetes bundle on {gateway}:{BUNDLE_PORT}")
         authorized_key = self._ensure_ssh_key()
         running = machine.nspawn_pids(self.name)
@@ -106,6 +106,16 @@ class Lab:
         if self._write_inventory():
             changes.append(f"inventory written to {self.inventory_path}")
         return changes
+
+    def _bundle(self, log) -> Path | None:
+        """The Kubernetes bundle for the topology's version, built here when there is a recipe
+        for it; without one the lab serves none and the Kubernetes layer stops at its source."""
+        version = self.topology.versions["kubernetes"]
+        if version not in gobuild.recipe_versions("kubernetes"):
+            log(f"no build recipe for Kubernetes {version} (gobuild/): the lab serves no bundle, "
+                "so the Kubernetes layer will stop at its install source")
+            return None
+        return sourcebundle.ensure(version, log=log)
 
     def _refuse_foreign_nodes(self) -> None:
         expected = {network.node_namespace(self.name, n.name) for n in self.topology.nodes}
@@ -182,17 +192,22 @@ class Lab:
             "ansible_python_interpreter": "/usr/bin/python3",
             "ansible_control_path_dir": str(self.control_path_dir),
             "kubestrata_provider": "lab",
-            # The lab is an air-gapped site with a bundle built here from source.
-            "kube_install_source": "offline",
-            "kube_offline_url": f"http://{self.topology.gateway}:{BUNDLE_PORT}/",
-            "kube_offline_signing_key": str(self.bundle / "signing-key.asc"),
-            "kube_offline_bundle_sha256": sha256(self.bundle / "bundle.json"),
+            **self._offline_source(),
         })
         text = inventory.dump(rendered)
         if self.inventory_path.exists() and self.inventory_path.read_text() == text:
             return False
         inventory.write(rendered, self.inventory_path)
         return True
+
+    def _offline_source(self) -> dict:
+        """The lab is an air-gapped site with a bundle built here from source."""
+        if not self.bundle:
+            return {}
+        return {"kube_install_source": "offline",
+                "kube_offline_url": f"http://{self.topology.gateway}:{BUNDLE_PORT}/",
+                "kube_offline_signing_key": str(self.bundle / "signing-key.asc"),
+                "kube_offline_bundle_sha256": sha256(self.bundle / "bundle.json")}
 
     # ---- inspect and use -----------------------------------------------------------------
 
