@@ -3,7 +3,11 @@ after site.yml; tests/layers/test_site.py runs the layer checks and the second r
 members where the topology puts them, a private PKI that no run shows, exactly one holder of the
 virtual IP where there is one. Then, on an ha-external-etcd lab of its own, the day-2 work: a
 stopped member, backup and restore onto a fresh cluster, refused version jumps, a rolling
-upgrade from bookworm's etcd 3.4 to trixie's 3.5 while a client keeps writing, and new members."""
+upgrade from trixie's etcd 3.5.16 to sid's 3.5.30 while a client keeps writing, and new members.
+
+Debian offers no etcd 3.6, so the upgrade is the one a trixie site makes before Kubernetes 1.34:
+3.5.16 is below kubeadm's minimum external etcd from 1.34 on (3.5.24), so that lab's topology
+pins Kubernetes 1.33, which still accepts it, and the upgrade lifts etcd over the minimum."""
 
 import json
 import shlex
@@ -19,14 +23,16 @@ pytestmark = [pytest.mark.lab, needs_root]
 # The issue's table: etcd members per topology, and whether they share the control-plane node.
 MEMBERS = {"all-in-one": (1, True), "single-master": (1, True), "multi-master": (1, False),
            "ha-external-etcd": (3, False)}
-UPGRADE_FROM, UPGRADE_TO = "3.4.23", "3.5.16"
+UPGRADE_FROM, UPGRADE_TO = "3.5.16", "3.5.30"
+BEFORE_KUBEADM_MINIMUM = "1.33.7"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """ha-external-etcd's three etcd members at UPGRADE_FROM, on a lab of their own."""
     work = tmp_path_factory.mktemp("etcd-day2")
-    topo = renamed_topology("ha-external-etcd", work, "etcd", versions={"etcd": UPGRADE_FROM})
+    topo = renamed_topology("ha-external-etcd", work, "etcd", versions={
+        "etcd": UPGRADE_FROM, "kubernetes": BEFORE_KUBEADM_MINIMUM})
     with lab_cluster(topo, work) as cluster:
         started = time.monotonic()
         first = cluster.play("etcd.yml")
@@ -124,7 +130,7 @@ def test_backup_then_restore_onto_a_fresh_cluster_brings_the_keys_back(cluster):
     cluster.etcdctl(one, "endpoint health --cluster")
 
 
-@pytest.mark.parametrize("version", ["3.6.0", "3.4.22", "4.0.0"])
+@pytest.mark.parametrize("version", ["3.7.0", "3.4.30", "4.0.0"])
 def test_a_version_change_etcd_does_not_support_is_refused_before_anything_changes(cluster,
                                                                                     version):
     refused = cluster.play("etcd.yml", etcd_version=version)
