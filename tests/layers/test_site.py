@@ -1,6 +1,8 @@
 """site.yml on fresh lab nodes of each topology (the shared `site` lab of tests/conftest.py):
-every layer before the Kubernetes layer succeeds, a second run changes nothing on any host, and
-`kubestrata verify` passes every layer's checks against the lab inventory."""
+every layer before the Kubernetes layer succeeds (the Kubernetes plays: tests/kubernetes/
+test_site_cluster.py), a second run of every layer, Kubernetes included, changes nothing on any
+host, and `kubestrata verify` passes every layer's checks against the lab inventory: the
+kubernetes row `ok` on every Kubernetes node and in the cluster column."""
 
 import re
 
@@ -12,6 +14,7 @@ pytestmark = [pytest.mark.lab, needs_root]
 
 NODE_LAYERS = ["prepare", "runtime", "cni"]
 LAYERS_BEFORE_KUBERNETES = NODE_LAYERS + ["etcd", "lb"]
+EVERY_LAYER = LAYERS_BEFORE_KUBERNETES + ["kubernetes"]
 
 
 def output(result) -> str:
@@ -44,19 +47,22 @@ def test_every_layer_before_kubernetes_applies_on_fresh_nodes(site):
 
 
 def test_a_second_run_changes_nothing_on_any_host(site):
-    second = site.play("site.yml", tags=LAYERS_BEFORE_KUBERNETES)
+    second = site.play("site.yml", tags=EVERY_LAYER)
     assert second.ok, failed(second)
     assert {layer.name: sorted(layer.changed_hosts) for layer in second.layers if layer.changes} \
         == {}
 
 
-def test_verify_passes_every_layer_before_kubernetes(site):
-    checks = site.verify(LAYERS_BEFORE_KUBERNETES)
+def test_verify_passes_every_layer(site):
+    checks = site.verify(EVERY_LAYER)
     assert checks.returncode == 0, checks.stdout[-5000:] + checks.stderr[-2000:]
     nodes = checks.stdout.splitlines()[0].split()[1:]
     assert nodes[:len(site.topology.nodes)] == [n.name for n in site.topology.nodes]
-    for layer in LAYERS_BEFORE_KUBERNETES:
+    for layer in EVERY_LAYER:
         assert "FAIL" not in table_row(checks.stdout, layer), checks.stdout
+    kubernetes = dict(zip(nodes, table_row(checks.stdout, "kubernetes")))
+    assert kubernetes == {**{n.name: "ok" if n.is_kubernetes_node else "-"
+                             for n in site.topology.nodes}, "cluster": "ok"}, checks.stdout
     for layer in NODE_LAYERS:
         k8s_columns = [mark for node, mark in zip(site.topology.nodes, table_row(checks.stdout, layer))
                        if layer == "prepare" or node.is_kubernetes_node]
