@@ -1,13 +1,10 @@
 """Helpers of the Kubernetes layer's tests: running its roles against an inventory rendered
 from a topology on this machine (ansible_connection=local: the variables of a real run, no node
-touched), and a one-node lab serving a test offline bundle."""
+touched), what the layer leaves on a node, and a one-node lab of their own for the tests that
+undo the layer (reset), which must not run on the shared `site` lab."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,48 +12,40 @@ import pytest
 import yaml
 
 from kubestrata import inventory, topology
-from kubestrata.lab import network
 from kubestrata.paths import PLAYBOOK_DIR, PROJECT_ROOT
 from tests.harness import lab_cluster, renamed_topology
-from tests.layers import offline_image
 
 HERE = Path(__file__).parent
 ROLES = PROJECT_ROOT / "roles"
-BUNDLE_PORT = 3143
+
+# What the Kubernetes layer leaves on a node, listed the same way before and after a run.
+NODE_STATE = (
+    "find /etc/kubernetes /etc/apt/sources.list.d /etc/apt/keyrings /var/cache/kubestrata "
+    "-xdev 2>/dev/null | sort; "
+    "dpkg-query -W -f '${Package} ${Version} ${Status}\\n' 2>/dev/null | sort; "
+    "md5sum /etc/apt/sources.list.d/* /etc/kubernetes/*.conf /etc/kubernetes/manifests/* "
+    "2>/dev/null; "
+    "systemctl list-unit-files 'kube*' --no-legend 2>/dev/null"
+)
+
+# On the shared lab of tests/conftest.py (fixture `site`), one topology only: the refusals
+# are the same in every topology, and each other topology's lab would cost minutes.
+on_all_in_one_site = pytest.mark.parametrize("site", ["all-in-one"], indirect=True)
 
 
-def write_bundle(directory):
-    """A bundle as `kubestrata bundle` lays it out, holding one test image and no package."""
-    image = directory / "images" / "busybox-test-image.tar"
-    image.parent.mkdir(parents=True)
-    shutil.copy(offline_image.tarball(), image)
-    (directory / "Packages").write_text("")
-    (directory / "bundle.json").write_text(json.dumps({
-        "format": 1, "kubernetes_version": "1.31.4", "arch": "amd64", "packages": [],
-        "images": [{"name": offline_image.TEST_IMAGE, "file": "images/busybox-test-image.tar",
-                    "sha256": hashlib.sha256(image.read_bytes()).hexdigest()}],
-        "manifests": []}))
+def node_state(cluster) -> dict[str, str]:
+    return {n.name: cluster.ssh(n.name, NODE_STATE, check=False) for n in cluster.topology.nodes}
 
 
 @pytest.fixture(scope="package")
 def one_node_lab(tmp_path_factory):
-    """A one-node lab (all-in-one) as a tests.harness.Cluster; its bundle_url serves a test
-    offline bundle inside the lab."""
+    """A one-node lab (all-in-one) as a tests.harness.Cluster, its inventory pointing at the
+    bundle the lab serves (kube_install_source offline). Its users, in the order pytest runs
+    them: the kube_reset scenario (on the fresh node: the scenario's idempotence needs no
+    kubeadm there), the kube_packages scenario, then test_reset.py (a cluster, then reset)."""
     work = tmp_path_factory.mktemp("k8s-one-node")
     with lab_cluster(renamed_topology("all-in-one", work, "k8s"), work) as cluster:
-        bundle = work / "bundle"
-        write_bundle(bundle)
-        gateway = str(cluster.topology.gateway)
-        server = subprocess.Popen(["ip", "netns", "exec", network.lab_namespace(cluster.lab.name),
-                                   sys.executable, "-m", "http.server", str(BUNDLE_PORT),
-                                   "--bind", gateway, "--directory", str(bundle)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cluster.bundle_url = f"http://{gateway}:{BUNDLE_PORT}/"
-        try:
-            yield cluster
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+        yield cluster
 
 
 def local_inventory(name: str, directory: Path, overrides: dict | None = None) -> Path:

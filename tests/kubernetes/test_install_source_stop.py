@@ -1,9 +1,10 @@
-"""On lab nodes, which have no route out: every layer before the Kubernetes layer runs, then
-the Kubernetes layer stops at its install source (pkgs.k8s.io is out of reach) with the message
-that names the source, the address tried and the offline option, having changed nothing.
+"""The Kubernetes layer's install-source check: a node that cannot reach the source stops the
+layer before anything changes, with a message that names the source, the address tried and the
+offline option. Lab nodes have no route out, so the upstream source (pkgs.k8s.io) shows it.
 
-It runs on the shared lab of tests/conftest.py (fixture `site`), after site.yml's first run.
-"""
+It runs on the shared all-in-one lab of tests/conftest.py (fixture `site`) after site.yml
+installed Kubernetes from the lab's bundle: "changed nothing" means the running cluster's node
+is exactly as before."""
 
 from __future__ import annotations
 
@@ -11,23 +12,14 @@ import json
 
 import pytest
 
-from kubestrata import playbook, topology
+from kubestrata import playbook
 from tests.harness import needs_root
-from tests.kubernetes.conftest import plays
+from tests.kubernetes.conftest import node_state, on_all_in_one_site, plays
 
-pytestmark = [pytest.mark.lab, needs_root]
+pytestmark = [pytest.mark.lab, needs_root, on_all_in_one_site]
 
 KUBERNETES_PLAYS = [play["name"] for play in plays("kubernetes.yml")]
 STOP_TASK = "Stop before anything changes when the install source cannot be reached"
-
-# What the Kubernetes layer would leave on a node, listed the same way before and after it.
-NODE_STATE = (
-    "find /etc/kubernetes /etc/apt/sources.list.d /etc/apt/keyrings /var/cache/kubestrata "
-    "-xdev 2>/dev/null | sort; "
-    "dpkg-query -W -f '${Package} ${Version} ${Status}\\n' 2>/dev/null | sort; "
-    "md5sum /etc/apt/sources.list.d/* 2>/dev/null; "
-    "systemctl list-unit-files 'kube*' --no-legend 2>/dev/null"
-)
 
 
 def failure_messages(result: playbook.Result) -> dict[str, str]:
@@ -40,16 +32,15 @@ def failure_messages(result: playbook.Result) -> dict[str, str]:
     return messages
 
 
-def node_state(site) -> dict[str, str]:
-    return {n.name: site.ssh(n.name, NODE_STATE, check=False) for n in site.topology.nodes}
+def test_an_unreachable_upstream_source_stops_the_layer_having_changed_nothing(site):
+    t = site.topology
+    assert site.first_run.ok, site.first_run.failures      # site.yml installed Kubernetes
+    before = node_state(site)
 
+    result = site.play("kubernetes.yml", kube_install_source="upstream")
 
-def assert_stopped_at_install_source(t: topology.Topology, result: playbook.Result) -> None:
-    """The Kubernetes layer failed at the install source on every Kubernetes node, saying why
-    and what to do, and reported no change."""
-    k8s_nodes = {n.name for n in t.nodes if n.is_kubernetes_node}
     assert not result.ok
-    assert {f.host for f in result.failures} == k8s_nodes, result.failures
+    assert {f.host for f in result.failures} == {n.name for n in t.nodes if n.is_kubernetes_node}
     assert {f.task for f in result.failures} == {STOP_TASK}
     minor = ".".join(t.versions["kubernetes"].split(".")[:2])
     for host, message in failure_messages(result).items():
@@ -58,22 +49,6 @@ def assert_stopped_at_install_source(t: topology.Topology, result: playbook.Resu
                       f"tried https://pkgs.k8s.io/core:/stable:/v{minor}/deb/InRelease",
                       "Nothing was changed", "kubestrata bundle", "kube_install_source=offline"):
             assert words in message, message
-    ran = [layer for layer in result.layers if layer.name in KUBERNETES_PLAYS]
-    assert [layer.name for layer in ran] == KUBERNETES_PLAYS[:1], "only the preflight ran"
-    assert all(layer.changes == 0 for layer in ran)
-
-
-def test_the_kubernetes_layer_stops_at_the_install_source_having_changed_nothing(site):
-    # site.yml's first run went through every layer before this one and stopped here.
-    assert_stopped_at_install_source(site.topology, site.first_run)
-    before = node_state(site)
-
-    again = site.play("site.yml", tags=["kubernetes"])
-
-    assert_stopped_at_install_source(site.topology, again)
+    assert [layer.name for layer in result.layers] == KUBERNETES_PLAYS[:1], "only the preflight ran"
+    assert result.changes == 0
     assert node_state(site) == before
-    assert not (site.inventory.parent / "admin.conf").exists()
-    for node in site.topology.with_role("control_plane"):
-        # The etcd layer wrote the files the kubeadm configuration names (the preflight checked).
-        site.ssh(node.name, "test -s /etc/etcd/pki/ca.crt && test -s /etc/etcd/pki/apiserver-etcd-client.crt"
-                            " && test -s /etc/etcd/pki/apiserver-etcd-client.key")

@@ -1,8 +1,8 @@
-"""The roles' molecule scenarios. upgrade_preflight runs on this machine; kube_packages
-(offline source with a test bundle) and kube_reset run on a one-node lab this test brings up,
-with the bundle served inside the lab's own namespace. The other roles of the layer (kubeadm,
-pod_network, kube_upgrade) need Kubernetes binaries and images and are exercised only by
-tests/acceptance on a connected host."""
+"""The roles' molecule scenarios. upgrade_preflight runs on this machine; kube_reset and
+kube_packages run on the one-node lab of tests/kubernetes/conftest.py, in this order: kube_reset
+first, on the fresh node (its idempotence run needs a node without kubeadm), then kube_packages
+from the bundle the lab serves (its inventory names it). The other roles of the layer (kubeadm,
+pod_network, kube_upgrade) run in site.yml on the shared lab and in test_reset.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def molecule(role: str, **env: str) -> subprocess.CompletedProcess:
 
     def run(command: str) -> subprocess.CompletedProcess:
         return subprocess.run([os.path.join(venv, "molecule"), command], cwd=ROLES / role,
-                              env=env, capture_output=True, text=True, timeout=900)
+                              env=env, capture_output=True, text=True, timeout=1200)
     run("reset")
     try:
         return run("test")
@@ -39,13 +39,12 @@ def test_upgrade_preflight_scenario():
 
 
 @needs_root
-def test_kube_packages_scenario_installs_from_an_offline_bundle(one_node_lab):
-    assert_passed(molecule("kube_packages",
-                           KUBESTRATA_MOLECULE_INVENTORY=str(one_node_lab.inventory),
-                           KUBESTRATA_MOLECULE_BUNDLE=one_node_lab.bundle_url))
+def test_kube_reset_scenario_keeps_ssh_and_other_rules(one_node_lab):
+    assert_passed(molecule("kube_reset",
+                           KUBESTRATA_MOLECULE_INVENTORY=str(one_node_lab.inventory)))
 
 
 @needs_root
-def test_kube_reset_scenario_keeps_ssh_and_other_rules(one_node_lab):
-    assert_passed(molecule("kube_reset",
+def test_kube_packages_scenario_installs_the_labs_bundle(one_node_lab):
+    assert_passed(molecule("kube_packages",
                            KUBESTRATA_MOLECULE_INVENTORY=str(one_node_lab.inventory)))

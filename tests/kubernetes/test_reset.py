@@ -1,9 +1,13 @@
-"""playbooks/reset.yml on a lab node: without confirmation it stops having changed nothing;
-confirmed with reset_etcd_data it deletes the cluster's objects (kube-apiserver's /registry
-prefix) from etcd and nothing else. (kube_reset itself is molecule's kube_reset scenario.)"""
+"""playbooks/reset.yml on a one-node cluster of its own (not the shared `site` lab, which other
+tests still use): site.yml installs Kubernetes; without confirmation reset changes nothing and
+the cluster keeps running; confirmed with reset_etcd_data, the kubelet and the control plane
+stop, kubeadm's files are gone, the cluster's objects (kube-apiserver's /registry prefix) are
+deleted from etcd and nothing else is; with no cluster left, `kubestrata upgrade` refuses.
+(kube_reset against the pod network's leftovers is molecule's kube_reset scenario.)"""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -14,37 +18,86 @@ from pathlib import Path
 import pytest
 
 from kubestrata.paths import PLAYBOOK_DIR, PROJECT_ROOT
-from tests.harness import needs_root
+from tests.harness import VENV_BIN, needs_root
 
 pytestmark = [pytest.mark.lab, needs_root]
 
-ETCDCTL = ("ETCDCTL_API=3 ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 ETCDCTL_CACERT=/etc/etcd/pki/ca.crt "
-           "ETCDCTL_CERT=/etc/etcd/pki/healthcheck-client.crt "
-           "ETCDCTL_KEY=/etc/etcd/pki/healthcheck-client.key etcdctl")
+KEPT_KEY = "/kubestrata-test/keep"
+# What kubeadm init writes for the node and the control plane, and kubeadm reset removes.
+KUBEADM_FILES = ["/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf",
+                 "/etc/kubernetes/manifests/kube-apiserver.yaml", "/etc/kubernetes/pki/ca.crt",
+                 "/var/lib/kubelet/config.yaml"]
 
 
-def test_reset_without_confirmation_stops_having_changed_nothing(one_node_lab):
+def etcd_keys(cluster) -> set[str]:
+    listed = cluster.etcdctl(cluster.topology.nodes[0].name, "get --prefix --keys-only / -w json")
+    return {base64.b64decode(kv["key"]).decode() for kv in json.loads(listed).get("kvs", [])}
+
+
+def present(cluster, paths: list[str]) -> list[str]:
+    node = cluster.topology.nodes[0].name
+    listed = cluster.ssh(node, " ".join(f"test -e {p} && echo {p};" for p in paths), check=False)
+    return listed.split()
+
+
+def kubelet_state(cluster) -> str:
+    return cluster.ssh(cluster.topology.nodes[0].name, "systemctl is-active kubelet",
+                       check=False).strip()
+
+
+@pytest.fixture(scope="module")
+def cluster(one_node_lab):
+    """Kubernetes on the lab's node (site.yml, from the bundle the lab serves), and a key of
+    etcd's that is not the cluster's."""
+    result = one_node_lab.play("site.yml")
+    assert result.ok, result.failures
+    one_node_lab.etcdctl(one_node_lab.topology.nodes[0].name, f"put {KEPT_KEY} y")
+    return one_node_lab
+
+
+@pytest.fixture(scope="module")
+def reset(cluster):
+    """reset.yml confirmed, with reset_etcd_data."""
+    assert any(key.startswith("/registry/") for key in etcd_keys(cluster))
+    return cluster.play("reset.yml", reset_confirmed=True, reset_etcd_data=True)
+
+
+def test_reset_without_confirmation_stops_having_changed_nothing(cluster):
     # As from a script: stdin is no terminal, so the prompt gets no answer. (ansible-runner
     # gives Ansible a terminal, where the prompt would wait: pass reset_confirmed there.)
     result = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")),
-                             "-i", str(one_node_lab.inventory), str(PLAYBOOK_DIR / "reset.yml")],
+                             "-i", str(cluster.inventory), str(PLAYBOOK_DIR / "reset.yml")],
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")})
     assert result.returncode != 0
     assert "Not confirmed; nothing was changed" in result.stdout
     assert re.search(r"node-1\s*: ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", result.stdout)
+    assert kubelet_state(cluster) == "active"
+    assert present(cluster, KUBEADM_FILES) == KUBEADM_FILES
 
 
-def test_reset_with_etcd_data_deletes_only_the_clusters_objects(one_node_lab):
-    assert one_node_lab.play("etcd.yml").ok
-    node = one_node_lab.topology.nodes[0].name
-    one_node_lab.ssh(node, f"{ETCDCTL} put /registry/pods/default/web x && "
-                            f"{ETCDCTL} put /kubestrata-test/keep y")
+def test_reset_stops_the_kubelet_and_removes_kubeadms_files(cluster, reset):
+    assert reset.ok, reset.failures
+    assert kubelet_state(cluster) != "active"
+    assert present(cluster, KUBEADM_FILES) == []
+    node = cluster.topology.nodes[0].name
+    assert cluster.ssh(node, "crictl pods -q").split() == [], "no pod is left"
+    # The packages stay, held; only the cluster is gone.
+    assert {"kubeadm", "kubectl", "kubelet"} <= set(cluster.ssh(node, "apt-mark showhold").split())
 
-    result = one_node_lab.play("reset.yml", reset_confirmed=True, reset_etcd_data=True)
 
-    assert result.ok, result.failures
-    keys = one_node_lab.ssh(node, f"{ETCDCTL} get --prefix --keys-only / -w json")
-    names = {kv["key"] for kv in json.loads(keys).get("kvs", [])}
-    assert "L2t1YmVzdHJhdGEtdGVzdC9rZWVw" in names                 # /kubestrata-test/keep
-    assert not any(name.startswith("L3JlZ2lzdHJ5") for name in names)  # /registry...
+def test_reset_etcd_data_deletes_only_the_clusters_objects(cluster, reset):
+    assert reset.ok, reset.failures
+    keys = etcd_keys(cluster)
+    assert KEPT_KEY in keys
+    assert not any(key.startswith("/registry") for key in keys), sorted(keys)[:5]
+
+
+def test_upgrade_without_a_cluster_stops_before_changing_anything(cluster, reset):
+    result = subprocess.run([str(VENV_BIN / "kubestrata"), "upgrade", str(cluster.topology.source)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 1
+    assert "No Kubernetes cluster on node-1 (/etc/kubernetes/admin.conf is missing)" in result.stderr
+    assert "Nothing was changed" in result.stderr
+    assert re.search(r"^\s+FAILED\s+0/1 hosts\s+no changes .* s  Upgrade preflight: the version-skew",
+                     result.stdout, re.M), result.stdout

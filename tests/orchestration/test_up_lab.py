@@ -1,11 +1,13 @@
-"""`kubestrata up --provider lab` from nothing for all-in-one: machines, every layer, and the
-Kubernetes layer stopping at its install source (unreachable here) with the clear message, the
-layers before it verified (with the lab settings of tests/layers/lab-vars.yml passed as -e:
-the pod check's sandbox image is the offline test image, as no registry is reachable); a second `up` changes nothing and says so. And `kubestrata verify`
-on single-master's shared lab with one layer broken on one node reports exactly that layer and
-node, until the layer is applied again."""
+"""`kubestrata up --provider lab` from nothing for all-in-one, as a user runs it (no -e): the
+machines, every layer with Kubernetes from the bundle the lab serves, every layer verified, and
+the summary with the kubeconfig and the kubectl line, which shows the node Ready; a second `up`
+changes nothing in any layer and says so. And `kubestrata verify` on single-master's shared lab
+with one layer broken on one node reports exactly that layer and node, until the layer is
+applied again."""
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,18 +15,19 @@ from pathlib import Path
 import pytest
 
 from kubestrata.lab.lab import Lab
-from kubestrata.paths import PROJECT_ROOT, STATE_DIR
+from kubestrata.paths import STATE_DIR
+from kubestrata.verify import LAYERS
 from tests.harness import VENV_BIN, needs_root, renamed_topology, table_row
 from tests.lab.conftest import leftovers
 
 pytestmark = [pytest.mark.lab, needs_root]
 
-FINISHED = ["prepare", "runtime", "cni", "etcd", "lb"]
+NODE_LAYERS = ["prepare", "runtime", "cni", "etcd", "lb"]
 
 
-def kubestrata(*args: str) -> subprocess.CompletedProcess:
+def kubestrata(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(VENV_BIN / "kubestrata"), *args], capture_output=True, text=True,
-                          timeout=1800)
+                          timeout=2400, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -34,66 +37,87 @@ def two_ups(tmp_path_factory):
     lab = Lab(topo)
     lab.down()
     try:
-        lab_vars = f"@{PROJECT_ROOT / 'tests/layers/lab-vars.yml'}"
-        yield topo, *(kubestrata("up", topo.source, "-e", lab_vars) for _ in range(2))
+        yield topo, *(kubestrata("up", str(topo.source)) for _ in range(2))
     finally:
-        down = kubestrata("down", topo.source, "--yes")
+        down = kubestrata("down", str(topo.source), "--yes")
         shutil.rmtree(STATE_DIR / "pki" / topo.name, ignore_errors=True)
         assert down.returncode == 0, down.stderr
         assert leftovers(lab) == []
 
 
-def test_up_stops_at_the_install_source_with_the_layers_before_it_verified(two_ups):
+def summary_value(output: str, label: str) -> str:
+    match = re.search(rf"^  {label}:\s+(.+)$", output, re.M)
+    assert match, output
+    return match.group(1).strip()
+
+
+def test_up_installs_and_verifies_every_layer_kubernetes_included(two_ups):
     topo, first, _ = two_ups
-    assert first.returncode == 1
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert re.search(r"^machines\s+done in [\d.]+ s: \d+ changes$", first.stdout, re.M)
-    assert "The Kubernetes install source 'upstream' cannot be reached from node-1" in first.stderr
-    assert "Nothing was changed" in first.stderr and "kubestrata bundle" in first.stderr
-    for layer in FINISHED[:-1]:
-        assert table_row(first.stdout, layer)[0] == "ok", first.stdout      # node-1's column
+    assert re.search(r"^layers\s+done in [\d.]+ s: \d+ changes$", first.stdout, re.M)
+    for layer in LAYERS:
         assert "FAIL" not in table_row(first.stdout, layer), first.stdout
+    for layer in ["prepare", "runtime", "cni", "etcd", "kubernetes"]:
+        assert table_row(first.stdout, layer)[0] == "ok", first.stdout      # node-1's column
     assert set(table_row(first.stdout, "lb")) == {"-"}      # no load balancer in all-in-one
-    assert not re.search(r"^\s*kubernetes\s", first.stdout, re.M), "kubernetes is not verified"
-    run_dir = Path(re.search(r"events and output: (\S+)\)", first.stderr).group(1))
-    assert run_dir.is_relative_to(STATE_DIR / "runs") and (run_dir / "artifacts").is_dir()
+    assert re.search(r"^verify\s+done in [\d.]+ s: .*kubernetes verified", first.stdout, re.M)
 
 
-def test_a_second_up_changes_nothing_before_the_kubernetes_layer(two_ups):
+def ready_node(kubectl: subprocess.CompletedProcess, topo) -> None:
+    """`get nodes -o json` listed the one node, Ready, its kubelet at the topology's version."""
+    assert kubectl.returncode == 0, kubectl.stderr
+    [node] = json.loads(kubectl.stdout)["items"]
+    assert node["metadata"]["name"] == "node-1"
+    assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == f"v{topo.versions['kubernetes']}"
+
+
+def test_kubectl_through_the_printed_kubeconfig_shows_the_node_ready(two_ups):
+    topo, first, _ = two_ups
+    kubeconfig = Path(summary_value(first.stdout, "kubeconfig"))
+    assert kubeconfig.is_file() and kubeconfig.stat().st_mode & 0o077 == 0
+    ready_node(kubestrata("kubectl", str(topo.source), "--", "get", "nodes", "-o", "json"), topo)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the summary (src/kubestrata/orchestrate.py) prints the topology's name, which `kubestrata "
+    "kubectl` resolves only for a built-in topology, not for the file `up` was given"))
+def test_the_printed_kubectl_line_runs_as_printed(two_ups):
+    topo, first, _ = two_ups
+    line = summary_value(first.stdout, "kubectl")
+    assert line.startswith("kubestrata kubectl ") and line.endswith(" -- get nodes"), line
+    # As a user runs it: from where the topology file is, where `up` was run.
+    ready_node(kubestrata(*shlex.split(line)[1:], "-o", "json", cwd=Path(topo.source).parent), topo)
+
+
+def test_a_second_up_changes_nothing_in_any_layer(two_ups):
     _, _, second = two_ups
-    assert second.returncode == 1
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
     assert re.search(r"^machines\s+done in [\d.]+ s: nothing changed$", second.stdout, re.M)
-    layer_lines = [line for line in second.stdout.splitlines() if line.startswith("  ok ")]
-    assert layer_lines and all("no changes" in line for line in layer_lines), second.stdout
+    assert re.search(r"^layers\s+done in [\d.]+ s: nothing changed$", second.stdout, re.M)
+    plays = [line for line in second.stdout.splitlines() if re.match(r"  (ok|FAILED) ", line)]
+    assert any(line.endswith("Kubernetes pod network: pod CIDRs from the topology and the add-on")
+               for line in plays), second.stdout
+    assert all(line.startswith("  ok ") and "no changes" in line for line in plays), second.stdout
 
 
+@pytest.mark.parametrize("site", ["single-master"], indirect=True)
 def test_verify_reports_exactly_the_broken_layer_and_node(site):
-    if site.topology.name != "site-single-master":
-        pytest.skip("checked once, on single-master (a control plane and a worker)")
     declared = "/etc/modules-load.d/kubestrata.conf"
     site.ssh("worker-1", f"mv {declared} {declared}.broken-by-test")
     try:
-        broken = site.verify(FINISHED)
+        broken = site.verify(NODE_LAYERS)
     finally:
         site.ssh("worker-1", f"mv {declared}.broken-by-test {declared}")
     assert broken.returncode == 1
     header = broken.stdout.splitlines()[0].split()
     assert header[:3] == ["layer", "cp-1", "worker-1"]
     assert table_row(broken.stdout, "prepare")[:2] == ["ok", "FAIL"]
-    for layer in FINISHED[1:]:
+    for layer in NODE_LAYERS[1:]:
         assert "FAIL" not in table_row(broken.stdout, layer), broken.stdout
     failures = [line for line in broken.stdout.splitlines() if line.startswith("FAIL ")]
     assert failures and all(line.startswith("FAIL prepare on worker-1: ") for line in failures)
 
     repaired = site.verify(["prepare"])
     assert repaired.returncode == 0, repaired.stdout
-
-
-def test_upgrade_without_a_cluster_stops_before_changing_anything(site):
-    if site.topology.name != "site-all-in-one":
-        pytest.skip("checked once, on all-in-one")
-    result = kubestrata("upgrade", site.topology.source)
-    assert result.returncode == 1
-    assert "No Kubernetes cluster on node-1 (/etc/kubernetes/admin.conf is missing)" in result.stderr
-    assert "Nothing was changed" in result.stderr
-    assert re.search(r"^\s+FAILED\s+0/1 hosts\s+no changes .* s  Upgrade preflight: the version-skew",
-                     result.stdout, re.M), result.stdout
