@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from kubestrata import topology as topo
-from kubestrata.lab.lab import Lab, LabError
+from kubestrata.lab.lab import Lab, LabError, lab_dir, remove as remove_lab
 from kubestrata.providers import ProviderError, provider_for
 from kubestrata.shell import CommandError, require, run
 
@@ -95,11 +95,17 @@ def _command(args) -> list[str]:
 
 
 def cmd_lab_down(args) -> int:
-    t = _load(args)
-    removed = Lab(t).down()
+    try:
+        name = _load(args).name
+    except topo.TopologyError:
+        # A lab outlives its topology file (a copy since deleted): its name is enough.
+        if args.set or not lab_dir(args.topology).is_dir():
+            raise
+        name = args.topology
+    removed = remove_lab(name)
     for line in removed:
         print(f"  {line}")
-    print(f"lab {t.name}: down" if removed else f"lab {t.name}: nothing to remove")
+    print(f"lab {name}: down" if removed else f"lab {name}: nothing to remove")
     return 0
 
 

@@ -49,6 +49,20 @@ def test_down_removes_a_lab_created_halfway_without_any_state(single_master):
     assert leftovers(lab) == []
 
 
+def test_lab_down_removes_a_lab_whose_topology_file_is_gone(capsys):
+    from kubestrata import cli
+    name = "gone-topology"          # a lab of a topology file since deleted
+    lab_module.lab_dir(name).mkdir(parents=True)
+    network.ensure_lab(name, "10.40.9.1", 24)
+    network.ensure_node(name, "node-1", "10.40.9.10", 24, "10.40.9.1")
+
+    assert cli.main(["lab", "down", name]) == 0
+
+    assert "lab gone-topology: down" in capsys.readouterr().out
+    assert network.namespaces(name) == [] and not lab_module.lab_dir(name).exists()
+    assert cli.main(["lab", "down", name]) == 2, "with no lab left the name is an unknown topology"
+
+
 def test_up_refuses_a_lab_running_nodes_the_topology_dropped(single_master):
     lab = single_master
     lab.up(log=lambda msg: None)

@@ -54,14 +54,12 @@ class Lab:
     def __init__(self, topology: Topology):
         self.topology = topology
         self.name = topology.name
-        self.dir = STATE_DIR / "lab" / self.name
+        self.dir = lab_dir(self.name)
         self.namespace = network.lab_namespace(self.name)
         self.key = self.dir / "ssh" / "id_ed25519"
         self.known_hosts = self.dir / "ssh" / "known_hosts"
-        self.inventory_path = INVENTORY_DIR / "lab" / self.name / "hosts.yml"
-        # Ansible's SSH connection sharing keys sockets by address: labs share addresses, so
-        # each lab gets its own socket directory (short: socket paths end at 108 bytes).
-        self.control_path_dir = CONTROL_PATH_ROOT / self.namespace
+        self.inventory_path = inventory_path(self.name)
+        self.control_path_dir = control_path_dir(self.name)
         self.machines = {n.name: machine.Machine(self.name, self.dir, n.name)
                          for n in topology.nodes}
 
@@ -250,34 +248,55 @@ class Lab:
 
     def down(self) -> list[str]:
         """Remove every node, mount, namespace and process of the lab; caches stay."""
-        removed = []
-        nspawn = machine.nspawn_pids(self.name)
-        if nspawn:
-            machine.stop(list(nspawn.values()))
-            removed.append(f"stopped {len(nspawn)} nodes")
-        namespaces = network.namespaces(self.name)
-        # A node's init outlives a killed nspawn; the mirror server lives in the lab namespace.
-        leftover = sorted(machine.cgroup_pids(machine.cgroup_path(self.name))
-                          | {pid for ns in namespaces for pid in network.pids(ns)})
-        if leftover:
-            machine.stop(leftover, timeout=5)
-            removed.append(f"stopped {len(leftover)} processes in the lab namespaces")
-        for mountpoint in _mounts_under(self.dir):
-            if run(["umount", mountpoint], check=False).returncode != 0:
-                run(["umount", "--lazy", mountpoint])
-            removed.append(f"unmounted {mountpoint}")
-        for ns in namespaces:
-            network.delete(ns)
-        if namespaces:
-            removed.append(f"deleted {len(namespaces)} network namespaces")
-        machine.remove_cgroups(machine.cgroup_path(self.name))
-        if _mounts_under(self.dir):
-            raise LabError(f"mounts remain under {self.dir}; not deleting it")
-        for path in (self.dir, self.inventory_path.parent, self.control_path_dir):
-            if path.exists():
-                shutil.rmtree(path)
-                removed.append(f"deleted {path}")
-        return removed
+        return remove(self.name)
+
+
+def lab_dir(name: str) -> Path:
+    return STATE_DIR / "lab" / name
+
+
+def inventory_path(name: str) -> Path:
+    return INVENTORY_DIR / "lab" / name / "hosts.yml"
+
+
+def control_path_dir(name: str) -> Path:
+    """Ansible's SSH connection sharing keys sockets by address: labs share addresses, so
+    each lab gets its own socket directory (short: socket paths end at 108 bytes)."""
+    return CONTROL_PATH_ROOT / network.lab_namespace(name)
+
+
+def remove(name: str) -> list[str]:
+    """Remove every node, mount, namespace and process of the lab called name; caches stay.
+    Needs only the name: a lab whose topology file is gone can still be removed."""
+    directory = lab_dir(name)
+    removed = []
+    nspawn = machine.nspawn_pids(name)
+    if nspawn:
+        machine.stop(list(nspawn.values()))
+        removed.append(f"stopped {len(nspawn)} nodes")
+    namespaces = network.namespaces(name)
+    # A node's init outlives a killed nspawn; the mirror server lives in the lab namespace.
+    leftover = sorted(machine.cgroup_pids(machine.cgroup_path(name))
+                      | {pid for ns in namespaces for pid in network.pids(ns)})
+    if leftover:
+        machine.stop(leftover, timeout=5)
+        removed.append(f"stopped {len(leftover)} processes in the lab namespaces")
+    for mountpoint in _mounts_under(directory):
+        if run(["umount", mountpoint], check=False).returncode != 0:
+            run(["umount", "--lazy", mountpoint])
+        removed.append(f"unmounted {mountpoint}")
+    for ns in namespaces:
+        network.delete(ns)
+    if namespaces:
+        removed.append(f"deleted {len(namespaces)} network namespaces")
+    machine.remove_cgroups(machine.cgroup_path(name))
+    if _mounts_under(directory):
+        raise LabError(f"mounts remain under {directory}; not deleting it")
+    for path in (directory, inventory_path(name).parent, control_path_dir(name)):
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(f"deleted {path}")
+    return removed
 
 
 def _mounts_under(directory: Path) -> list[str]:

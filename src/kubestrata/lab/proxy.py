@@ -32,5 +32,18 @@ def relay(host: str, port: int) -> None:
                 conn.sendall(data)
 
 
+def detach() -> None:
+    """A session of its own. ssh starts the proxy in its caller's process group, and an Ansible
+    worker that is still alive when the run ends is stopped with a signal to its whole group:
+    the proxy went with it, and the ControlPersist master that outlives the run lost its
+    connection (so the next run had no shared connection). ssh still ends the proxy itself (it
+    signals its pid), and the proxy ends when ssh closes its stdin and the node its side."""
+    try:
+        os.setsid()
+    except PermissionError:        # already a process group leader
+        pass
+
+
 if __name__ == "__main__":
+    detach()
     relay(sys.argv[1], int(sys.argv[2]))
