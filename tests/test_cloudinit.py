@@ -39,7 +39,8 @@ def test_seed_is_the_nodes_own(name, keys):
         meta = yaml.safe_load(seed.meta_data)
         assert meta == {"instance-id": vms.domain_name(topo, node), "local-hostname": node.name}
         ethernet = yaml.safe_load(seed.network_config)["ethernets"]["eth0"]
-        assert ethernet["gateway4"] == str(topo.gateway)
+        assert ethernet["routes"] == [{"to": "default", "via": str(topo.gateway)}]
+        assert "gateway4" not in ethernet, "deprecated: cloud-init 25 reports the boot degraded"
         assert ethernet["nameservers"]["addresses"] == [str(topo.gateway)]
 
 

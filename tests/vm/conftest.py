@@ -32,8 +32,11 @@ SCHEMA_PYTHON_DEPS = ("PyYAML==6.0.4", "jsonschema==4.26.0", "Jinja2==3.1.6", "c
 IMAGE_PACKAGES = (
     "systemd-sysv", "udev", "linux-image-cloud-amd64", "initramfs-tools", "cloud-init",
     "python3-cffi-backend",     # python3-cryptography's dependency that debootstrap misses
-    "locales", "openssh-server", "sudo", "ifupdown", "iproute2", "netbase", "python3",
+    "locales", "openssh-server", "sudo", "iproute2", "netbase", "python3",
     "e2fsprogs", "ca-certificates",
+    # Debian 13's cloud images: netplan rendering for systemd-networkd, and the D-Bus system
+    # bus (without it `cloud-init status --wait` as a user never ends: systemctl cannot ask).
+    "netplan.io", "dbus",
 )
 # What the image holds besides the packages; change it and the cache key changes.
 IMAGE_FILES = {
