@@ -66,6 +66,23 @@ CASES = [
     ("single-master", {"node_groups": {"cp": {"roles": ["control_plane"]}}}, "node_groups",
      "no node has the etcd role"),
     ("single-master", {"versions": {"etcd": None}}, "versions.etcd", "missing"),
+    ("single-master", {"node_groups": {"worker": {"addresses": ["10.40.2.300"]}}},
+     "node_groups[1].addresses[0]", "write an IPv4 address"),
+    ("single-master", {"network": {"cidr": "10.40.2.0/32"}}, "network.cidr",
+     "room for the gateway and the nodes"),
+    ("single-master", {"name": "single-master\n"}, "name", "malformed"),
+    # two services of one node on one port
+    ("single-master", {"api": {"port": 2379}}, "api.port",
+     "the API server (api.port) and etcd's client port both listen on 2379 on cp-1"),
+    ("single-master", {"api": {"port": 2380}}, "api.port", "etcd's peer port"),
+    ("single-master", {"api": {"port": 10250}}, "api.port", "the kubelet"),
+    ("single-master", {"api": {"port": 10257}}, "api.port", "kube-controller-manager"),
+    ("single-master", {"api": {"port": 10259}}, "api.port", "kube-scheduler"),
+    ("multi-master", {"api": {"port": 6443}}, "api.port",
+     "haproxy (api.port) and the API server both listen on 6443 on cp-1, cp-2, cp-3"),
+    ("ha-external-etcd", {"api": {"port": 2380},
+                          "node_groups": {"etcd": {"roles": ["etcd", "lb"]}}},
+     "api.port", "haproxy (api.port) and etcd's peer port both listen on 2380 on etcd-1"),
 ]
 
 
@@ -136,3 +153,61 @@ def test_the_console_command_exits_non_zero_on_problems():
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert result.stderr.startswith("error: cni: unknown 'weave'")
+
+
+def test_a_load_balancer_node_of_its_own_may_take_the_api_servers_port():
+    lb = {"roles": ["lb"], "count": 2, "cpus": 1, "memory_mib": 512, "disk_gib": 10}
+    t = topology.load("ha-external-etcd", {"api": {"port": 6443}, "node_groups": {"lb": lb}})
+    assert t.api_endpoint == ("10.40.4.5", 6443)
+
+
+BROKEN_FILES = {
+    "not-utf-8.yaml": b"name: caf\xe9\n",
+    "nested.yaml": b"[" * 10000 + b"]" * 10000,
+    "a-list.yaml": b"- name: all-in-one\n",
+    "a-string.yaml": b"all-in-one\n",
+    "empty.yaml": b"",
+    "syntax.yaml": b"name: [all-in-one\nnetwork: {\n",
+    "control-character.yaml": b"name: a\x00b\n",
+    "impossible-date.yaml": b"name: 2001-02-30\n",
+    "bad-tag.yaml": b"name: !!bool maybe\n",
+    "bad-timestamp.yaml": b"name: !!timestamp 1\n",
+    "python-tag.yaml": b"name: !!python/object/apply:os.system [true]\n",
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_FILES)
+def test_a_broken_file_is_one_error_line_naming_it(name, tmp_path, capsys):
+    path = tmp_path / name
+    path.write_bytes(BROKEN_FILES[name])
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ") and (name in err or err.startswith("error: name: ")), err
+
+
+@pytest.mark.parametrize("assignment,error", [
+    ("node_groups.extra=3", "error: node_groups.extra: give the group as a mapping of its "
+                            "settings, e.g. --set node_groups.extra.count=3"),
+    ("node_groups=3", "error: node_groups: must be a list"),
+    ("api=[", "error: --set api=[: the value is not valid YAML"),
+    ("a..b=1", "error: --set a..b=1: write it as FIELD.PATH=VALUE"),
+    ("=1", "error: --set =1: write it as FIELD.PATH=VALUE"),
+    ("name=" + "[" * 10000, "error: --set 'name=[[[[[[[[[[[[...[[[[[[[[[[[[[[[[[[': the value "
+                            "is nested too deeply to read"),
+])
+def test_a_bad_set_is_one_error_line(assignment, error, capsys):
+    assert main(["validate", "single-master", "--set", assignment]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(error) and len(err.splitlines()) == 1, err
+
+
+def test_long_deep_or_self_referring_values_are_shortened_in_the_error_lines(tmp_path, capsys):
+    path = tmp_path / "values.yaml"
+    path.write_text((topology.TOPOLOGY_DIR / "single-master.yaml").read_text()
+                    + "cni: " + "x" * 5000 + "\nruntime: " + "[" * 300 + "]" * 300
+                    + "\ndescription: &d [*d, *d]\n")     # later keys replace the file's own
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1] for line in lines] == [" description", " runtime", " cni"]
+    assert all(len(line) < 300 for line in lines), lines

@@ -8,10 +8,10 @@ an exclusive lock on the entry's parent, so two builds at once do not trample ea
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-from contextlib import contextmanager
 from pathlib import Path
+
+from kubestrata import locks
 
 SUMS = "SHA256SUMS"
 
@@ -49,13 +49,6 @@ def entry_is_complete(directory: Path) -> bool:
     return all(sha256(directory / name) == digest for name, digest in listed.items())
 
 
-@contextmanager
 def locked(parent: Path):
-    """Hold the exclusive build lock of the cache folder parent."""
-    parent.mkdir(parents=True, exist_ok=True)
-    with open(parent / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold the exclusive build lock of the cache folder parent (waiting for it)."""
+    return locks.waiting(parent / ".lock")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from kubestrata import topology as topo
-from kubestrata.lab.lab import Lab, LabError, lab_dir, remove as remove_lab
+from kubestrata import topology as topo, validation
+from kubestrata.lab.lab import Lab, LabError, exclusive as hold_lab, lab_dir, remove as remove_lab
+from kubestrata.locks import Busy
 from kubestrata.providers import ProviderError, provider_for
 from kubestrata.shell import CommandError, require, run
 
@@ -48,7 +50,8 @@ def cmd_lab_up(args) -> int:
     t = _load(args)
     lab = Lab(t)
     started = time.monotonic()
-    changes = lab.up(log=lambda msg: print(f"  {msg}", flush=True))
+    with hold_lab(t.name, args.command_line):
+        changes = lab.up(log=lambda msg: print(f"  {msg}", flush=True))
     elapsed = time.monotonic() - started
     if changes:
         for change in changes:
@@ -99,10 +102,12 @@ def cmd_lab_down(args) -> int:
         name = _load(args).name
     except topo.TopologyError:
         # A lab outlives its topology file (a copy since deleted): its name is enough.
-        if args.set or not lab_dir(args.topology).is_dir():
+        if args.set or not validation.is_name(args.topology) \
+                or not lab_dir(args.topology).is_dir():
             raise
         name = args.topology
-    removed = remove_lab(name)
+    with hold_lab(name, args.command_line):
+        removed = remove_lab(name)
     for line in removed:
         print(f"  {line}")
     print(f"lab {name}: down" if removed else f"lab {name}: nothing to remove")
@@ -140,14 +145,13 @@ class UsageError(Exception):
 
 def _extra_vars(values: list[str]) -> dict:
     """-e @FILE (YAML) or -e NAME=VALUE, as ansible-playbook takes them; later ones win."""
-    import yaml
     extravars: dict = {}
     for value in values:
         if value.startswith("@"):
             path = Path(value[1:])
             if not path.is_file():
                 raise UsageError(f"-e {value}: no file {path}")
-            loaded = yaml.safe_load(path.read_text())
+            loaded = topo.parse_yaml(path.read_bytes(), f"-e {value}: the file")
             if not isinstance(loaded, dict):
                 raise UsageError(f"-e {value}: the file must hold a mapping of variables")
             extravars.update(loaded)
@@ -180,21 +184,25 @@ def cmd_up(args) -> int:
     from kubestrata import orchestrate
     t = _load(args)
     provider = provider_for(args.provider, t)
-    _out(f"{t.name}: {len(t.nodes)} nodes on {provider.name}; topology valid")
-    return _run_phases(t, provider, orchestrate.up_phases(t, provider, **_playbook_options(args)))
+    phases = orchestrate.up_phases(t, provider, **_playbook_options(args))
+    with provider.exclusive(args.command_line):
+        _out(f"{t.name}: {len(t.nodes)} nodes on {provider.name}; topology valid")
+        return _run_phases(t, provider, phases)
 
 
 def cmd_upgrade(args) -> int:
     from kubestrata import orchestrate
     t = _load(args)
     provider = provider_for(args.provider, t)
-    if not provider.inventory_path().exists():
-        print(f"kubestrata: no {provider.name} inventory for {t.name}; run `kubestrata up` first",
-              file=sys.stderr)
-        return 1
-    versions = ", ".join(f"{k} {v}" for k, v in t.versions.items())
-    _out(f"{t.name}: upgrading to {versions}")
-    return _run_phases(t, provider, orchestrate.upgrade_phases(t, provider, **_playbook_options(args)))
+    phases = orchestrate.upgrade_phases(t, provider, **_playbook_options(args))
+    with provider.exclusive(args.command_line):
+        if not provider.inventory_path().exists():
+            print(f"kubestrata: no {provider.name} inventory for {t.name}; run `kubestrata up` "
+                  "first", file=sys.stderr)
+            return 1
+        versions = ", ".join(f"{k} {v}" for k, v in t.versions.items())
+        _out(f"{t.name}: upgrading to {versions}")
+        return _run_phases(t, provider, phases)
 
 
 def cmd_kubectl(args) -> int:
@@ -255,8 +263,9 @@ def cmd_down(args) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("kept everything")
             return 1
-    for line in provider.destroy():
-        print(f"  {line}")
+    with provider.exclusive(args.command_line):
+        for line in provider.destroy():
+            print(f"  {line}")
     print(f"{t.name}: down")
     return 0
 
@@ -444,7 +453,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    args.command_line = shlex.join(["kubestrata", *argv])     # what a lock says holds it
     try:
         return args.func(args)
     except topo.TopologyError as exc:
@@ -454,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kubestrata: {exc}", file=sys.stderr)
         return 2
-    except (LabError, CommandError, ProviderError, KeyError) as exc:
+    except (LabError, CommandError, ProviderError, Busy) as exc:
         print(f"kubestrata: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

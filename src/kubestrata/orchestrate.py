@@ -38,9 +38,14 @@ def execute(phases: list[Phase], out=print) -> None:
 
 
 def failure_message(result: playbook.Result) -> str:
-    first = result.failures[0] if result.failures else None
-    return ((f"{first.host}: task '{first.task}' failed: {first.message}" if first
-             else "the playbook failed") + f" (events and output: {result.run_dir})")
+    if result.failures:
+        first = result.failures[0]
+        what = f"{first.host}: task '{first.task}' failed: {first.message}"
+    elif result.unfinished:
+        what = f"the playbook did not finish: {result.unfinished}"
+    else:
+        what = "the playbook failed"
+    return f"{what} (events and output: {result.run_dir})"
 
 
 def layer_phases(topology: Topology, provider: Provider, playbook_name: str, *, out,

@@ -17,6 +17,9 @@ from pathlib import Path
 from kubestrata.paths import PROJECT_ROOT, STATE_DIR
 
 RUNS_DIR = STATE_DIR / "runs"
+# How ansible-runner says a run ended, besides "successful" and "failed" (a run that finished).
+UNFINISHED = {"timeout": "ansible-runner stopped it: it ran past its timeout",
+              "canceled": "it was canceled", "error": "ansible-runner could not run it"}
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Result:
     layers: list[Layer]
     failures: list[Failure]
     changes: int
+    unfinished: str = ""        # why the playbook did not run to its end, when it did not
 
 
 def _message(res: dict) -> str:
@@ -164,32 +168,38 @@ def run(playbook: Path, inventory: Path, *, tags: list[str] | None = None,
     import ansible_runner
 
     run_dir = run_dir or new_run_dir(playbook.stem)
-    log = open(run_dir / "progress.log", "a")
+    with open(run_dir / "progress.log", "a") as log:
+        def emit(line: str) -> None:
+            out(line)
+            log.write(line + "\n")
+            log.flush()
 
-    def emit(line: str) -> None:
-        out(line)
-        log.write(line + "\n")
-        log.flush()
-
-    progress = Progress(out=emit, verbose=verbose, status=status)
-    venv_bin = str(Path(sys.executable).parent)
-    runner = ansible_runner.run(
-        private_data_dir=str(run_dir),
-        project_dir=str(PROJECT_ROOT),
-        playbook=str(playbook),
-        inventory=str(inventory),
-        tags=",".join(tags) if tags else None,
-        extravars=extravars or {},
-        limit=limit,
-        envvars={"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
-                 "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")},
-        event_handler=progress,
-        quiet=True,
-        suppress_env_files=True,      # extravars stay out of files in the run directory
-    )
-    log.close()
+        progress = Progress(out=emit, verbose=verbose, status=status)
+        venv_bin = str(Path(sys.executable).parent)
+        runner = ansible_runner.run(
+            private_data_dir=str(run_dir),
+            project_dir=str(PROJECT_ROOT),
+            playbook=str(playbook),
+            inventory=str(inventory),
+            tags=",".join(tags) if tags else None,
+            extravars=extravars or {},
+            limit=limit,
+            envvars={"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+                     "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")},
+            event_handler=progress,
+            quiet=True,
+            suppress_env_files=True,      # extravars stay out of files in the run directory
+        )
+        unfinished = _unfinished(runner.status)
+        if unfinished:
+            emit(f"  the playbook did not finish: {unfinished}; see {run_dir / 'artifacts'} "
+                 "for its output")
     ok = runner.status == "successful" and not progress.failures
-    if runner.status not in ("successful", "failed"):
-        emit(f"  ansible-runner ended with status {runner.status}; "
-             f"see {run_dir / 'artifacts'} for its output")
-    return Result(ok, run_dir, progress.layers, progress.failures, progress.changes)
+    return Result(ok, run_dir, progress.layers, progress.failures, progress.changes, unfinished)
+
+
+def _unfinished(status: str) -> str:
+    """Why a run with this ansible-runner status did not finish ("" when it did)."""
+    if status in ("successful", "failed"):
+        return ""
+    return UNFINISHED.get(status, f"ansible-runner ended with status {status}")

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from kubestrata import remote, vms
-from kubestrata.lab.lab import Lab
+from kubestrata import locks, remote, vms
+from kubestrata.lab.lab import Lab, exclusive as hold_lab
 from kubestrata.paths import PROJECT_ROOT
 from kubestrata.topology import Topology
 
@@ -26,6 +26,7 @@ class ProviderError(Exception):
 class Provider(Protocol):
     name: str
 
+    def exclusive(self, command: str): ...
     def create(self, log) -> list[str]: ...
     def destroy(self) -> list[str]: ...
     def inventory_path(self) -> Path: ...
@@ -40,6 +41,10 @@ class LabProvider:
     def __init__(self, topology: Topology):
         self.topology = topology
         self.lab = Lab(topology)
+
+    def exclusive(self, command: str):
+        """Hold the lab for command (see lab.lab.exclusive)."""
+        return hold_lab(self.topology.name, command)
 
     def create(self, log) -> list[str]:
         return self.lab.up(log=log)
@@ -68,6 +73,13 @@ class LibvirtProvider:
 
     def __init__(self, topology: Topology):
         self.topology = topology
+
+    def exclusive(self, command: str):
+        """Hold the stack for command; raises locks.Busy, naming the holder, when another
+        command has it."""
+        name = self.topology.name
+        return locks.exclusive(vms.state_dir(name).parent / ".locks" / f"{name}.lock",
+                               f"libvirt stack {name}", command)
 
     def _stack(self):
         if shutil.which("pulumi") is None:
@@ -109,6 +121,8 @@ class LibvirtProvider:
         return self.inventory_path().parent / "admin.conf"
 
     def ssh_hint(self, node: str) -> str:
+        if node not in self._hosts:
+            return f"(not in {self.inventory_path()} yet)"
         return " ".join(remote.ssh_argv(self._hosts[node]))
 
     def kubectl_argv(self, kubectl: str, args: list[str]) -> list[str]:

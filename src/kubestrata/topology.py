@@ -19,7 +19,6 @@ from kubestrata import validation
 from kubestrata.paths import TOPOLOGY_DIR
 
 NAMES = ("all-in-one", "single-master", "multi-master", "ha-external-etcd")
-APISERVER_PORT = 6443
 
 
 class TopologyError(Exception):
@@ -74,8 +73,8 @@ class Topology:
         for n in self.nodes:
             if n.name == name:
                 return n
-        raise KeyError(f"no node named {name!r} in topology {self.name}; nodes: "
-                       + ", ".join(n.name for n in self.nodes))
+        raise TopologyError([f"no node {name!r} in topology {self.name}; its nodes: "
+                             + ", ".join(n.name for n in self.nodes)])
 
     def fqdn(self, node: Node) -> str:
         return f"{node.name}.{self.domain}"
@@ -116,11 +115,13 @@ def load(name_or_file: str, overrides: dict | None = None) -> Topology:
     """Read, merge overrides into, check and derive a topology. Raises TopologyError."""
     path = resolve(name_or_file)
     try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TopologyError([f"topology: {path} is not valid YAML: {exc}"]) from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TopologyError([f"topology: cannot read {path}: {exc.strerror}"]) from None
+    spec = parse_yaml(data, f"topology: {path}")
     if not isinstance(spec, dict):
-        raise TopologyError([f"topology: {path} must hold a mapping of settings"])
+        raise TopologyError([f"topology: {path} must hold a mapping of settings (name, "
+                             "network, ...); start from one of topologies/*.yaml"])
     if overrides:
         spec = merge(spec, overrides)
     problems = validation.check(spec)
@@ -146,14 +147,19 @@ def merge(spec: dict, overrides: dict) -> dict:
     return merged
 
 
-def _merge_groups(groups: list, overrides: dict | list) -> list:
-    if isinstance(overrides, list):
+def _merge_groups(groups: list, overrides) -> list:
+    """Groups overridden by name ({"worker": {"count": 3}}); a list or another value replaces
+    them (and validation says what is wrong with it)."""
+    if not isinstance(overrides, dict):
         return copy.deepcopy(overrides)
     merged = copy.deepcopy(groups)
     by_name = {g.get("name"): g for g in merged if isinstance(g, dict)}
     for name, value in overrides.items():
-        if name in by_name and isinstance(value, dict):
-            by_name[name].update(copy.deepcopy(value))
+        if value is not None and not isinstance(value, dict):
+            raise TopologyError([f"node_groups.{name}: give the group as a mapping of its "
+                                 f"settings, e.g. --set node_groups.{name}.count=3"])
+        if name in by_name:
+            by_name[name].update(copy.deepcopy(value or {}))
         else:
             merged.append({"name": name, **copy.deepcopy(value or {})})
     return merged
@@ -162,12 +168,58 @@ def _merge_groups(groups: list, overrides: dict | list) -> list:
 def parse_assignment(text: str) -> dict:
     """`node_groups.worker.count=3` -> {"node_groups": {"worker": {"count": 3}}}."""
     path, sep, raw = text.partition("=")
-    if not sep or not path:
-        raise TopologyError([f"--set {text}: write it as FIELD.PATH=VALUE, e.g. node_groups.worker.count=3"])
-    value = yaml.safe_load(raw) if raw else ""
-    for key in reversed(path.split(".")):
+    keys = path.split(".")
+    if not sep or not all(keys):
+        raise TopologyError([f"--set {validation.plain(text)}: write it as FIELD.PATH=VALUE, "
+                             "e.g. node_groups.worker.count=3"])
+    value = parse_yaml(raw, f"--set {validation.plain(text)}: the value") if raw else ""
+    for key in reversed(keys):
         value = {key: value}
     return value
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader whose every failure is a YAMLError: its constructors raise ValueError,
+    KeyError, AttributeError, IndexError ... on values such as 2001-02-30, !!bool maybe or
+    !!timestamp 1."""
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{validation.shown(node.value)} is not a valid "
+                            f"{node.tag.rpartition(':')[2]} ({exc})",
+                node.start_mark) from None
+
+
+def parse_yaml(data: str | bytes, what: str):
+    """The YAML document in data; a TopologyError of one line, starting with what, when it is
+    not valid YAML."""
+    try:
+        return yaml.load(data, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise TopologyError([f"{what} {_yaml_problem(exc)}"]) from None
+    except RecursionError:
+        raise TopologyError([f"{what} is nested too deeply to read; flatten it"]) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found and where, on one line (its own message spans several), and the fix."""
+    if isinstance(exc, yaml.reader.ReaderError) and exc.encoding == "unicode":
+        return (f"holds the control character 0x{exc.character:02x} at position {exc.position}, "
+                "which YAML does not allow; remove it")
+    if isinstance(exc, yaml.reader.ReaderError):
+        return (f"is not {exc.encoding} text (byte 0x{exc.character:02x} at position "
+                f"{exc.position}: {exc.reason}); save it as UTF-8")
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    else:
+        where = str(exc)
+    return f"is not valid YAML: {' '.join(where.split())}; fix the YAML"
 
 
 def derive(spec: dict, source: str) -> Topology:
@@ -215,7 +267,7 @@ def derive(spec: dict, source: str) -> Topology:
         pod_cidr=pod_cidr,
         service_cidr=ipaddress.ip_network(spec["services"]["cidr"]),
         virtual_ip=vip,
-        api_port=api.get("port", APISERVER_PORT),
+        api_port=api.get("port", validation.APISERVER_PORT),
         runtime=spec["runtime"],
         cni=spec["cni"],
         versions=dict(spec["versions"]),
@@ -230,5 +282,7 @@ def _next_free(net, host: int, taken: set):
         host += 1
         if candidate not in taken:
             return candidate, host
-    # Out of room: hand out an address past the network; the semantic check names the fix.
-    return net.broadcast_address + (host - net.num_addresses + 2), host + 1
+    # Out of room: hand out an address past the network (wrapping at the end of the IPv4
+    # space); the semantic check names the fix.
+    past = int(net.broadcast_address) + host - net.num_addresses + 2
+    return ipaddress.IPv4Address(past % 2 ** 32), host + 1

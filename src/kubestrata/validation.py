@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -41,10 +42,37 @@ _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _LIBVIRT_URI = re.compile(r"^[a-z+]+://[^\s]*$")
 
+# The node network holds at least the gateway and one node.
+NODE_NETWORK_LONGEST_PREFIX = 30
+
+# The ports the services of a role listen on: the etcd role's defaults and the Kubernetes
+# components' own (kubeadm keeps them). The API server's port and haproxy's (the API endpoint on
+# the virtual IP) are api.port, except that behind a virtual IP the API servers keep
+# APISERVER_PORT. No other port is configurable, so api.port is the only one that can clash.
+APISERVER_PORT = 6443
+_KUBERNETES_NODE_PORTS = {10248: "the kubelet's health port", 10250: "the kubelet",
+                          10249: "kube-proxy's metrics port", 10256: "kube-proxy's health port"}
+ROLE_PORTS = {
+    "etcd": {2379: "etcd's client port", 2380: "etcd's peer port", 2381: "etcd's metrics port"},
+    "control_plane": {**_KUBERNETES_NODE_PORTS, 10257: "kube-controller-manager",
+                      10259: "kube-scheduler"},
+    "worker": _KUBERNETES_NODE_PORTS,
+    "lb": {},
+}
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 40
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 3, 4, 4
+
+
+def shown(value: Any) -> str:
+    """value as Python writes it, cut short: a value in an error line never makes it long."""
+    return _SHOWN.repr(value)
+
 
 @dataclass(frozen=True)
 class Field:
-    kind: Any                      # a python type, a nested schema dict, or a list [schema]
+    kind: Any       # a python type, a nested schema dict, or a list [schema or Field of an item]
     required: bool = True
     check: Callable[[Any], str | None] | None = None   # returns the fix, or None when fine
 
@@ -59,6 +87,14 @@ def _cidr(value: str) -> str | None:
     return None
 
 
+def _node_network(value: str) -> str | None:
+    problem = _cidr(value)
+    if problem is None and ipaddress.ip_network(value).prefixlen > NODE_NETWORK_LONGEST_PREFIX:
+        return (f"{value} has no room for the gateway and the nodes; use a prefix of "
+                f"/{NODE_NETWORK_LONGEST_PREFIX} or shorter, e.g. 10.40.1.0/24")
+    return problem
+
+
 def _address(value: str) -> str | None:
     try:
         if ipaddress.ip_address(value).version == 4:
@@ -70,7 +106,8 @@ def _address(value: str) -> str | None:
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(value):
-        return None if value in choices else f"unknown {value!r}; use one of: {', '.join(choices)}"
+        return None if value in choices \
+            else f"unknown {shown(value)}; use one of: {', '.join(choices)}"
     return check
 
 
@@ -80,9 +117,15 @@ def _between(low: int, high: int) -> Callable[[Any], str | None]:
     return check
 
 
+def is_name(text: str) -> bool:
+    """A topology's name (and its lab's): lowercase letters, digits and dashes."""
+    return bool(_DNS_LABEL.fullmatch(text))
+
+
 def _pattern(regex: re.Pattern, example: str) -> Callable[[Any], str | None]:
     def check(value):
-        return None if regex.match(value) else f"{value!r} is malformed; write it like {example}"
+        return None if regex.fullmatch(value) \
+            else f"{shown(value)} is malformed; write it like {example}"
     return check
 
 
@@ -104,7 +147,7 @@ NODE_GROUP = {
     "cpus": Field(int, check=_between(1, 512)),
     "memory_mib": Field(int, check=_between(128, 4 * 1024 * 1024)),
     "disk_gib": Field(int, check=_between(1, 65536)),
-    "addresses": Field([str], required=False),
+    "addresses": Field([Field(str, check=_address)], required=False),
     "libvirt_uri": Field(str, required=False,
                          check=_pattern(_LIBVIRT_URI, "qemu+ssh://admin@host/system")),
 }
@@ -113,7 +156,7 @@ TOPOLOGY = {
     "name": Field(str, check=_pattern(_DNS_LABEL, "my-cluster (lowercase letters, digits, dashes)")),
     "description": Field(str, required=False),
     "network": Field({
-        "cidr": Field(str, check=_cidr),
+        "cidr": Field(str, check=_node_network),
         "gateway": Field(str, required=False, check=_address),
         "first_host": Field(int, check=_between(2, 65534)),
         "domain": Field(str, check=_pattern(_DOMAIN, "kubestrata.internal")),
@@ -149,7 +192,7 @@ def _check_mapping(value: Any, fields: dict, path: str) -> list[str]:
     problems = []
     for key in value:
         if key not in fields:
-            problems.append(f"{_join(path, str(key))}: unknown key; known keys here are "
+            problems.append(f"{_join(path, plain(key))}: unknown key; known keys here are "
                             f"{', '.join(fields)} (check the spelling)")
     for key, field in fields.items():
         if key not in value or value[key] is None:
@@ -167,7 +210,7 @@ def _check_value(value: Any, field: Field, path: str) -> list[str]:
     if isinstance(kind, list):
         if not isinstance(value, list):
             return [f"{path}: must be a list"]
-        item = Field(kind[0])
+        item = kind[0] if isinstance(kind[0], Field) else Field(kind[0])
         problems = []
         for index, element in enumerate(value):
             problems += _check_value(element, item, f"{path}[{index}]")
@@ -178,7 +221,7 @@ def _check_value(value: Any, field: Field, path: str) -> list[str]:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         got = type(value).__name__
         hint = " (remove the quotes)" if isinstance(value, str) and kind is not str else ""
-        return [f"{path}: must be {_TYPE_NAMES[kind]}, got {got} {value!r}{hint}"]
+        return [f"{path}: must be {_TYPE_NAMES[kind]}, got {got} {shown(value)}{hint}"]
     return _fix(path, field.check(value)) if field.check else []
 
 
@@ -190,11 +233,17 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def plain(value: Any) -> str:
+    """value for an error line: as written when it is short printable text, else shown."""
+    return value if isinstance(value, str) and value.isprintable() and 0 < len(value) <= 80 \
+        else shown(value)
+
+
 def check_semantics(topology) -> list[str]:
     """Problems of the derived topology: counts, HA rules, address plan, sizes."""
     return (_check_groups(topology) + _check_roles(topology) + _check_addresses(topology)
-            + _check_cidrs(topology) + _check_api(topology) + _check_sizes(topology)
-            + _check_versions(topology))
+            + _check_cidrs(topology) + _check_api(topology) + _check_ports(topology)
+            + _check_sizes(topology) + _check_versions(topology))
 
 
 def _group_field(topology, group: str, key: str) -> str:
@@ -309,11 +358,34 @@ def _check_api(topology) -> list[str]:
         if node.address == vip:
             problems.append(f"api.virtual_ip: {vip} is also the address of {node.name}; "
                             "choose an address no node has")
-    lb_on_control_plane = not topology.with_role("lb")
-    if lb_on_control_plane and topology.api_port == 6443:
-        problems.append("api.port: haproxy on the control-plane nodes cannot take 6443, the API "
-                        "servers' own port; use another port such as 8443")
     return problems
+
+
+def _check_ports(topology) -> list[str]:
+    """api.port against the other ports of every node that listens on it."""
+    clashes: dict[tuple[str, str], list[str]] = {}    # (its service, the other) -> nodes
+    for node in topology.nodes:
+        service = _service_on_api_port(topology, node)
+        other = _fixed_ports(topology, node).get(topology.api_port)
+        if service and other:
+            clashes.setdefault((service, other), []).append(node.name)
+    free = 8443 if topology.is_ha else APISERVER_PORT
+    return [f"api.port: {service} (api.port) and {other} both listen on {topology.api_port} "
+            f"on {', '.join(nodes)}; choose another port, such as {free}"
+            for (service, other), nodes in clashes.items()]
+
+
+def _service_on_api_port(topology, node) -> str | None:
+    if topology.is_ha:
+        return "haproxy" if node in topology.load_balancers else None
+    return "the API server" if node.has("control_plane") else None
+
+
+def _fixed_ports(topology, node) -> dict[int, str]:
+    ports = {port: service for role in node.roles for port, service in ROLE_PORTS[role].items()}
+    if topology.is_ha and node.has("control_plane"):
+        ports[APISERVER_PORT] = "the API server"
+    return ports
 
 
 def _check_sizes(topology) -> list[str]:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubestrata import gobuild, inventory, sourcebundle
+from kubestrata import gobuild, inventory, locks, sourcebundle
 from kubestrata.cachedir import sha256
 from kubestrata.lab import machine, mirror, network, rootfs
 from kubestrata.paths import INVENTORY_DIR, PROJECT_ROOT, STATE_DIR
@@ -257,6 +257,17 @@ def lab_dir(name: str) -> Path:
 
 def inventory_path(name: str) -> Path:
     return INVENTORY_DIR / "lab" / name / "hosts.yml"
+
+
+def lock_path(name: str) -> Path:
+    """Beside the labs' folders: `down` deletes the lab's own."""
+    return lab_dir(name).parent / ".locks" / f"{name}.lock"
+
+
+def exclusive(name: str, command: str):
+    """Hold lab name for command, so that no other command brings it up or takes it down
+    meanwhile; raises locks.Busy, naming the holder, when another command has it."""
+    return locks.exclusive(lock_path(name), f"lab {name}", command)
 
 
 def control_path_dir(name: str) -> Path:
