@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from kubestrata import topology as topo, validation
+from kubestrata import sourcebundle, topology as topo, validation
 from kubestrata.lab.lab import Lab, LabError, exclusive as hold_lab, lab_dir, remove as remove_lab
 from kubestrata.locks import Busy
 from kubestrata.providers import ProviderError, provider_for
@@ -32,6 +32,10 @@ def cmd_validate(args) -> int:
     print(f"{t.name}: valid ({len(t.nodes)} nodes; API endpoint {':'.join(map(str, t.api_endpoint))})")
     for role, names in roles.items():
         print(f"  {role}: {', '.join(names)}")
+    if t.cni not in sourcebundle.POD_NETWORKS:
+        print(f"  cni {t.cni}: upstream only: its images come from docker.io and quay.io and are not "
+              f"built from Go modules, so lab nodes and the bundle built from source carry "
+              f"{' and '.join(sourcebundle.POD_NETWORKS)} only")
     return 0
 
 
@@ -317,7 +321,7 @@ def cmd_bundle(args) -> int:
 
 
 def _bundle_from_source(args) -> int:
-    from kubestrata import debpkg, gobuild, sourcebundle
+    from kubestrata import debpkg, gobuild
     from kubestrata.cachedir import sha256
     version = _load(args).versions["kubernetes"]
     started = time.monotonic()

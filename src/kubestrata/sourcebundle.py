@@ -30,6 +30,9 @@ LAYOUT = "1"              # bump when the bundle's make-up changes
 PAUSE_SOURCE = "build/pause/linux/pause.c"
 KUBEADM_CONSTANTS = "cmd/kubeadm/app/constants/constants.go"
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The pod networks whose parts the bundle carries: the reference CNI plugins (bridge). flannel's
+# CNI plugin module is not on the Go module proxy here; calico is not built from Go modules.
+POD_NETWORKS = ("bridge",)
 
 
 class SourceBundleError(Exception):
