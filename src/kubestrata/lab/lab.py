@@ -237,10 +237,13 @@ class Lab:
         return subprocess.call(argv)
 
     def run(self, command: list[str]) -> int:
-        """command inside the lab namespace, from the project root, with ANSIBLE_INVENTORY set."""
+        """command inside the lab namespace, from the project root, with ANSIBLE_INVENTORY set
+        and kubestrata's own environment (its Ansible, pytest) first on PATH."""
         if not self.inventory_path.exists():
             raise LabError(f"lab {self.name} has no inventory; run `kubestrata lab up {self.name}`")
-        env = {**os.environ, "ANSIBLE_INVENTORY": str(self.inventory_path)}
+        venv_bin = Path(sys.executable).parent
+        env = {**os.environ, "ANSIBLE_INVENTORY": str(self.inventory_path),
+               "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
         return subprocess.call(["ip", "netns", "exec", self.namespace, *command],
                                cwd=PROJECT_ROOT, env=env)
 
