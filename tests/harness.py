@@ -68,7 +68,7 @@ class Cluster:
         return path
 
     def play(self, name: str | Path, inventory: Path | None = None, tags: list[str] | None = None,
-             **extravars) -> playbook.Result:
+             limit: str | None = None, **extravars) -> playbook.Result:
         """playbooks/NAME (or a playbook file) with the lab settings and the test's PKI and
         backup directories; the run is kept under work/runs/."""
         self.runs += 1
@@ -78,7 +78,7 @@ class Cluster:
         variables = {**LAB_VARS, "kubestrata_pki_dir": str(self.work / "pki"),
                      "etcd_backup_dir": str(self.backups), **extravars}
         return playbook.run(path, inventory or self.inventory, tags=tags, extravars=variables,
-                            run_dir=run_dir, out=lambda line: print(line, flush=True))
+                            limit=limit, run_dir=run_dir, out=lambda line: print(line, flush=True))
 
     def verify(self, layers: list[str]) -> subprocess.CompletedProcess:
         """`kubestrata verify` of the given layers against the lab's inventory."""

@@ -26,6 +26,8 @@ NODES = {"cp-1": "v1.31.4", "worker-1": "v1.31.4"}
     ("1.31.4", ["v1.31.4"], NODES),                             # nothing to do: allowed
     ("1.32.1", ["v1.32.0", "v1.31.4"], NODES),                  # finishing a half-done minor
     ("1.32.0", ["v1.31.4"], {"old": "v1.29.9", **NODES}),       # kubelet 3 minors behind
+    # resumed: the first control plane and its kubelet done, the second API server not yet
+    ("1.32.0", ["v1.32.0", "v1.31.4"], {"cp-1": "v1.32.0", "cp-2": "v1.31.4"}),
 ])
 def test_allowed_upgrades_pass(target, servers, kubelets):
     assert kube_versions.kube_upgrade_problems(target, servers, kubelets) == []
@@ -37,6 +39,8 @@ def test_allowed_upgrades_pass(target, servers, kubelets):
     ("1.31.3", ["v1.31.4"], NODES, "does not support downgrades"),
     ("1.32.0", ["v1.32.1", "v1.31.4"], NODES, "does not support downgrades"),
     ("1.32.0", ["v1.31.4"], {"worker-1": "v1.32.0"}, "newer than the API server"),
+    ("1.32.0", ["v1.32.0", "v1.31.4"], {"cp-1": "v1.32.1"}, "newer than the API server"),
+    ("1.32.1", ["v1.32.0"], {"cp-1": "v1.32.1"}, "newer than the API server"),
     ("1.32.0", ["v1.31.4"], {"worker-1": "v1.28.15"}, "more than 3 minor versions older"),
     ("1.32", ["v1.31.4"], NODES, "not MAJOR.MINOR.PATCH"),
     ("1.32.0", [], NODES, "cannot read the running API server"),

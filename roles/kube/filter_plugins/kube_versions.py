@@ -47,9 +47,11 @@ def kube_upgrade_problems(target, apiserver_versions, kubelet_versions, max_kube
         kubelet = _parse(version)
         if kubelet is None:
             problems.append(f"cannot read the kubelet version of {node} ({version!r})")
-        elif kubelet > oldest:
+        elif kubelet > min(newest, wanted):
+            # Halfway through an upgrade (kubeadm's own order) a node's kubelet already runs
+            # the target while other API servers still run the old version: resumable.
             problems.append(f"the kubelet on {node} ({_show(kubelet)}) is newer than the API "
-                            f"server ({_show(oldest)}): the kubelet must never be newer")
+                            f"server ({_show(newest)}): the kubelet must never be newer")
         elif wanted[1] - kubelet[1] > max_kubelet_skew:
             problems.append(f"the kubelet on {node} ({_show(kubelet)}) would be more than "
                             f"{max_kubelet_skew} minor versions older than the API server "
