@@ -31,7 +31,7 @@ def refused(site, task: str, **extravars) -> str:
 
 def served_index_sha256(site) -> str:
     """The sha256 of the bundle.json the lab serves, fetched from the node."""
-    url = f"http://{site.topology.gateway}:{BUNDLE_PORT}/bundle.json"
+    url = f"http://{site.topology.gateway}:{BUNDLE_PORT}/{site.lab.bundle.name}/bundle.json"
     return site.ssh(site.topology.nodes[0].name,
                     f"python3 -c 'import hashlib, urllib.request; print(hashlib.sha256("
                     f"urllib.request.urlopen(\"{url}\").read()).hexdigest())'").strip()

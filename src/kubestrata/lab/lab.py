@@ -79,8 +79,10 @@ class Lab:
             changes.append(f"created network namespace {self.namespace}")
         if self._ensure_served("mirror", packages, mirror.PORT):
             changes.append(f"serving the package mirror on {gateway}:{mirror.PORT}")
-        if self.bundle and self._ensure_served("bundle", self.bundle, BUNDLE_PORT):
-            changes.append(f"serving the Kubernetes bundle on {gateway}:{BUNDLE_PORT}")
+        # Every cached bundle at a URL of its own (its directory's name): apt keeps one index per
+        # URL, and would refuse a new bundle's index at the old URL when its Release is older.
+        if self.bundle and self._ensure_served("bundle", self.bundle.parent, BUNDLE_PORT):
+            changes.append(f"serving the Kubernetes bundles on {gateway}:{BUNDLE_PORT}")
         authorized_key = self._ensure_ssh_key()
         running = machine.nspawn_pids(self.name)
         host_keys = {}
@@ -203,7 +205,7 @@ class Lab:
         if not self.bundle:
             return {}
         return {"kube_install_source": "offline",
-                "kube_offline_url": f"http://{self.topology.gateway}:{BUNDLE_PORT}/",
+                "kube_offline_url": f"http://{self.topology.gateway}:{BUNDLE_PORT}/{self.bundle.name}/",
                 "kube_offline_signing_key": str(self.bundle / "signing-key.asc"),
                 "kube_offline_bundle_sha256": sha256(self.bundle / "bundle.json")}
 
