@@ -36,9 +36,18 @@ class Api:
                                "--kubeconfig", self.kubeconfig, f"--request-timeout={timeout}",
                                *args.split()], capture_output=True, text=True, timeout=60)
 
-    def write(self, name: str) -> None:
-        made = self(f"create configmap {name} -n default --from-literal=written=before")
-        assert made.returncode == 0, made.stderr
+    def write(self, name: str, settle_s: float = 60.0) -> None:
+        """Create a ConfigMap; while the control plane settles (API servers that joined last
+        may restart once), an answer that is not a response (EOF) is asked again, for settle_s."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            made = self(f"create configmap {name} -n default --from-literal=written=before")
+            if made.returncode == 0 or "AlreadyExists" in made.stderr:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(made.stderr)
+            print(f"writing {name} through the virtual IP: {made.stderr.strip()}; asking again")
+            time.sleep(1)
 
     def ready_nodes(self) -> set[str]:
         listed = self("get nodes -o json")
