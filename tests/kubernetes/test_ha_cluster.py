@@ -57,9 +57,12 @@ class Api:
                 if any(c["type"] == "Ready" and c["status"] == "True"
                        for c in n["status"]["conditions"])}
 
-    def names(self) -> set[str]:
-        listed = self("get configmaps -n default -o name")
-        assert listed.returncode == 0, listed.stderr
+    def names(self, settle_s: float = 30.0) -> set[str]:
+        deadline = time.monotonic() + settle_s
+        while (listed := self("get configmaps -n default -o name")).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(listed.stderr)
+            print(f"listing through the virtual IP: {listed.stderr.strip()}; asking again")
         return {line.split("/", 1)[1] for line in listed.stdout.split()}
 
 
