@@ -17,6 +17,11 @@ from kubestrata.paths import PROJECT_ROOT
 from kubestrata.topology import Topology
 
 SSH_TIMEOUT = 600.0     # a VM's first boot with cloud-init; software emulation is slower
+# A VM is ready when cloud-init has finished its first boot (it installs packages and restarts
+# sshd meanwhile). Exit 2 is done with recoverable errors (deprecated keys among them); only a
+# critical failure (1) stops `up`, showing cloud-init's own account of it.
+FIRST_BOOT_DONE = ("status=$(cloud-init status --wait --long); "
+                   "if [ $? -eq 1 ]; then echo \"$status\"; exit 1; fi")
 
 
 class ProviderError(Exception):
@@ -100,12 +105,14 @@ class LibvirtProvider:
         result = stack.up(on_output=log, show_secrets=False, suppress_outputs=True, color="never")
         changes = [f"{count} {kind}" for kind, count in
                    (result.summary.resource_changes or {}).items() if kind != "same" and count]
-        missing = remote.wait_for_ssh(remote.hostvars(self.inventory_path()), SSH_TIMEOUT)
-        if missing:
+        waiting = remote.wait_until_ready(remote.hostvars(self.inventory_path()), SSH_TIMEOUT,
+                                          ready=FIRST_BOOT_DONE)
+        if waiting:
             consoles = ", ".join(f"virsh console {vms.domain_name(self.topology, self.topology.node(n))}"
-                                 for n in missing)
-            raise ProviderError(f"no SSH login within {SSH_TIMEOUT:.0f} s on {', '.join(missing)};"
-                                f" read their serial console: {consoles}")
+                                 for n in waiting)
+            problems = "; ".join(f"{name}: {why}" for name, why in waiting.items())
+            raise ProviderError(f"machines not ready: {problems}. Read their serial console: "
+                                f"{consoles}")
         return changes
 
     def destroy(self) -> list[str]:

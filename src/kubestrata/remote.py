@@ -38,18 +38,24 @@ def run(host: dict, command: str, timeout: float = 120) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def wait_for_ssh(hosts: dict[str, dict], timeout: float) -> list[str]:
-    """Until each host accepts an SSH login; returns the names of those that never did."""
+def wait_until_ready(hosts: dict[str, dict], timeout: float, ready: str = "true") -> dict[str, str]:
+    """Until each host accepts an SSH login and `ready` succeeds there. A connection that fails
+    (ssh exits 255: no sshd yet, or one restarting) is tried again until the timeout; `ready`
+    failing is final. Returns what went wrong, by host (empty when every host is ready)."""
     def wait(name: str) -> str | None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if run(hosts[name], "true", timeout=15).returncode == 0:
-                    return None
+                result = run(hosts[name], ready, timeout=max(15.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                pass
+                break
+            if result.returncode == 0:
+                return None
+            if result.returncode != 255:
+                output = (result.stdout + result.stderr).strip() or "no output"
+                return f"`{ready}` exited {result.returncode}: {output}"
             time.sleep(2)
-        return name
+        return f"no SSH login within {timeout:.0f} s"
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return [name for name in pool.map(wait, hosts) if name]
+        return {name: why for name, why in zip(hosts, pool.map(wait, hosts)) if why}

@@ -13,12 +13,29 @@ from pathlib import Path
 from kubestrata.remote import ssh_argv
 
 
-def run(hostvars: dict, command: str, stdin: Path | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run a shell command on the node (stdin from a local file if given)."""
-    with open(stdin or "/dev/null", "rb") as source:
-        return subprocess.run([*ssh_argv(hostvars), command], stdin=source,
-                              capture_output=True, timeout=timeout, check=False)
+CONNECTION_FAILED = 255     # ssh's own exit code
+
+
+def run(hostvars: dict, command: str, stdin: Path | None = None, timeout: float = 120,
+        attempts: int = 2) -> subprocess.CompletedProcess:
+    """Run a shell command on the node (stdin from a local file if given). A connection that
+    fails or hangs is tried again (a check is about the node, not one SSH connection); what
+    still fails then names the node, the command and the time it had."""
+    result = None
+    for _ in range(attempts):
+        try:
+            with open(stdin or "/dev/null", "rb") as source:
+                result = subprocess.run([*ssh_argv(hostvars), command], stdin=source,
+                                        capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            result = None
+            continue
+        if result.returncode != CONNECTION_FAILED:
+            break
+    if result is None:
+        raise TimeoutError(f"`{command}` on {hostvars['inventory_hostname']} did not end "
+                           f"within {timeout:.0f} s, {attempts} times")
+    return result
 
 
 @contextmanager
@@ -42,4 +59,8 @@ def forwarded_socket(hostvars: dict, remote_socket: str, timeout: float = 30):
             yield str(local)
         finally:
             tunnel.terminate()
-            tunnel.wait(timeout=10)
+            try:
+                tunnel.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                tunnel.kill()
+                tunnel.wait()
