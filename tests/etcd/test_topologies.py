@@ -87,6 +87,13 @@ def test_writes_and_reads_go_on_with_a_member_stopped_and_it_catches_up(cluster)
         health = cluster.ssh(one, "set -a; . /etc/etcd/etcdctl.env; set +a; "
                                   "etcdctl endpoint health --cluster 2>&1", check=False)
         assert health.count("is healthy") == 2 and "is unhealthy" in health, health
+        # The layer's checks see the stopped member, the refusal of a client without a
+        # certificate included (a closed port is no refusal).
+        checks = cluster.verify(["etcd"])
+        assert checks.returncode == 1
+        refusals = [line for line in checks.stdout.splitlines() if line.startswith(
+            f"FAIL etcd on {three}: test_a_client_without_a_certificate_is_refused")]
+        assert refusals and all("unreachable" in line for line in refusals), checks.stdout
     finally:
         cluster.ssh(three, "systemctl start etcd")
     cluster.etcdctl(three, "endpoint health --cluster")

@@ -1,7 +1,9 @@
 """Run on a node: GET /version from an etcd port over TLS, verifying the server's certificate
 against the CA and the name given; a client certificate only if one is given (- for none).
 
-    python3 tls_probe.py ADDRESS PORT CA CERT|- KEY|- SERVER_NAME   -> the body, or exit 1
+    python3 tls_probe.py ADDRESS PORT CA CERT|- KEY|- SERVER_NAME   -> the body
+Exit 1 when the TLS exchange fails (the reason, e.g. the server's alert, follows "refused:"),
+exit 2 when no TCP connection is made ("unreachable:").
 """
 import socket
 import ssl
@@ -18,9 +20,12 @@ try:
         data = b""
         while chunk := tls.recv(4096):
             data += chunk
-except (OSError, ssl.SSLError) as exc:
-    print(f"refused: {exc}")
+except ssl.SSLError as exc:
+    print(f"refused: {exc.reason or exc}")
     sys.exit(1)
+except OSError as exc:
+    print(f"unreachable: {exc}")
+    sys.exit(2)
 head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
 status = (head.splitlines() or ["no answer"])[0]
 if " 200 " not in status:
