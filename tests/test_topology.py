@@ -87,3 +87,11 @@ def test_a_copied_topology_file_loads(tmp_path):
     copy.write_text((topology.TOPOLOGY_DIR / "single-master.yaml").read_text()
                     .replace("name: single-master", "name: mine"))
     assert topology.load(str(copy)).name == "mine"
+
+
+def test_printed_commands_name_a_built_in_topology_by_name_and_any_other_by_its_file(tmp_path):
+    assert topology.load("single-master").reference == "single-master"
+    custom = tmp_path / "my lab.yaml"
+    custom.write_text((topology.TOPOLOGY_DIR / "all-in-one.yaml").read_text())
+    loaded = topology.load(str(custom))
+    assert loaded.name == "all-in-one" and loaded.reference == f"'{custom}'"

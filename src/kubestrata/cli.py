@@ -71,8 +71,9 @@ def _print_access(lab: Lab) -> None:
     print(f"  inventory: {lab.inventory_path}")
     for node in lab.topology.nodes:
         print(f"  {node.name:<12} {str(node.address):<15} {','.join(node.roles)}")
-    print(f"  shell on a node:  kubestrata lab exec {lab.name} {lab.topology.nodes[0].name} -- bash")
-    print(f"  ansible:          kubestrata lab run {lab.name} -- ansible all -m ping")
+    named = lab.topology.reference
+    print(f"  shell on a node:  kubestrata lab exec {named} {lab.topology.nodes[0].name} -- bash")
+    print(f"  ansible:          kubestrata lab run {named} -- ansible all -m ping")
 
 
 def cmd_lab_status(args) -> int:
@@ -450,7 +451,7 @@ def parser() -> argparse.ArgumentParser:
 
     recipe = sub.add_parser("recipe", help="write the Go build recipe of a bundle component "
                                            "(gobuild/COMPONENT-vVERSION: go.mod and go.sum)")
-    recipe.add_argument("component", help="kubernetes, cri-tools, coredns or cni-plugins")
+    recipe.add_argument("component", help="kubernetes, cri-tools, coredns, cni-plugins or pulumi")
     recipe.add_argument("version", help="upstream version without the v, e.g. 1.36.3")
     recipe.set_defaults(func=cmd_recipe)
     return p

@@ -110,7 +110,7 @@ def summary(topology: Topology, provider: Provider) -> list[str]:
     lines = [f"{topology.name}: {len(topology.nodes)} nodes, API endpoint https://{host}:{port}",
              f"  inventory:  {provider.inventory_path()}",
              f"  kubeconfig: {provider.kubeconfig_path()}",
-             f"  kubectl:    kubestrata kubectl {topology.name} -- get nodes"]
+             f"  kubectl:    kubestrata kubectl {topology.reference} -- get nodes"]
     for node in topology.nodes:
         lines.append(f"  {node.name:<12} {str(node.address):<15} {','.join(node.roles):<28} "
                      f"{provider.ssh_hint(node.name)}")

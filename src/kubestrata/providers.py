@@ -64,7 +64,7 @@ class LabProvider:
         return self.inventory_path().parent / "admin.conf"
 
     def ssh_hint(self, node: str) -> str:
-        return f"kubestrata lab exec {self.topology.name} {node} -- bash"
+        return f"kubestrata lab exec {self.topology.reference} {node} -- bash"
 
     def kubectl_argv(self, kubectl: str, args: list[str]) -> list[str]:
         """kubectl in the lab's namespace, the only place the API endpoint is reachable."""

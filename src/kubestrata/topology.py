@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,14 @@ class Topology:
     cni: str
     versions: dict[str, str]
     nodes: tuple[Node, ...]
+
+    @property
+    def reference(self) -> str:
+        """How a printed command names this topology: its name when it is a built-in one,
+        else its file, as given."""
+        if self.name in NAMES and Path(self.source) == resolve(self.name):
+            return self.name
+        return shlex.quote(self.source)
 
     def with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if n.has(role)]

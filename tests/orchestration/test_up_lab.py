@@ -80,9 +80,6 @@ def test_kubectl_through_the_printed_kubeconfig_shows_the_node_ready(two_ups):
     ready_node(kubestrata("kubectl", str(topo.source), "--", "get", "nodes", "-o", "json"), topo)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the summary (src/kubestrata/orchestrate.py) prints the topology's name, which `kubestrata "
-    "kubectl` resolves only for a built-in topology, not for the file `up` was given"))
 def test_the_printed_kubectl_line_runs_as_printed(two_ups):
     topo, first, _ = two_ups
     line = summary_value(first.stdout, "kubectl")
