@@ -1,12 +1,14 @@
 """Go programs built from their modules on the Go module proxy: Kubernetes, crictl, CoreDNS, the
-CNI reference plugins and kubestrata's image tool.
+CNI reference plugins, the Pulumi CLI and kubestrata's image tool.
 
 Each component at each version has a recipe: a directory `gobuild/<component>-v<version>/` with a
 go.mod of ours that requires the upstream module and lists the programs to build as `tool`
-lines, and the go.sum that pins every dependency. Kubernetes' own go.mod replaces its `k8s.io/*`
-staging modules with local paths, which `go install MODULE@VERSION` refuses; the recipe maps each
-of them to its released `v0.x.y` instead. `kubestrata recipe` writes a recipe; builds only
-read them (`-mod=readonly`), so what is built is exactly what the go.sum says.
+lines, and the go.sum that pins every dependency. Some upstream go.mod files replace modules of
+their own repository with local paths (Kubernetes its `k8s.io/*` staging modules, Pulumi's CLI
+`../sdk`), which `go install MODULE@VERSION` refuses; the recipe maps each of them to a released
+version by the component's rule (`v0.x.y` for Kubernetes, the same version for Pulumi) and keeps
+upstream's other replaces as they are. `kubestrata recipe` writes a recipe; builds only read them
+(`-mod=readonly`), so what is built is exactly what the go.sum says.
 
 Builds land in the cache, one directory per recipe (keyed by the recipe's text, the Go version
 and the build flags), with a SHA256SUMS file written last: an entry without it, or whose sums do
@@ -51,7 +53,9 @@ class Component:
     module: str
     programs: tuple[str, ...]            # package paths, relative to the module
     stamp: Callable[[str], list[str]]    # version -> -X flags
-    staging: bool = False                # the module replaces k8s.io/* staging modules locally
+    # version -> the version of the modules upstream's go.mod replaces with local paths
+    replaced_version: Callable[[str], str] = lambda version: version
+    bin_dir: str = ""                    # where the programs go in the built entry
     local: bool = False                  # kubestrata's own program: its source is the recipe
 
     def recipe_dir(self, version: str) -> Path:
@@ -71,7 +75,7 @@ COMPONENTS = {c.name: c for c in (
               tuple(f"cmd/{name}" for name in (
                   "kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager",
                   "kube-scheduler", "kube-proxy")),
-              _kubernetes_stamp, staging=True),
+              _kubernetes_stamp, replaced_version=lambda v: "0." + v.split(".", 1)[1]),
     Component("cri-tools", "sigs.k8s.io/cri-tools", ("cmd/crictl",),
               lambda v: [f"-X sigs.k8s.io/cri-tools/pkg/version.Version=v{v}"]),
     Component("coredns", "github.com/coredns/coredns", ("",),
@@ -84,6 +88,10 @@ COMPONENTS = {c.name: c for c in (
                   "meta/firewall", "meta/portmap", "meta/sbr", "meta/tuning", "meta/vrf")),
               lambda v: [f"-X github.com/containernetworking/plugins/pkg/utils/buildversion"
                          f".BuildVersion=v{v}"]),
+    # laid out as pulumi's installer does: PulumiCommand(root=ENTRY) runs ENTRY/bin/pulumi
+    Component("pulumi", "github.com/pulumi/pulumi/pkg/v3", ("cmd/pulumi",),
+              lambda v: [f"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v{v}"],
+              bin_dir="bin"),
     Component("imagetool", "kubestrata.invalid/gobuild/imagetool", ("",), lambda v: [],
               local=True),
 )}
@@ -170,22 +178,38 @@ def upstream_go_mod(module: str, version: str) -> str:
         return answer.read().decode()
 
 
-def staging_modules(upstream: str) -> list[str]:
-    """The k8s.io/* modules an upstream go.mod (k8s.io/kubernetes) replaces with ./staging paths."""
-    return re.findall(r"^\s*(k8s\.io/\S+)\s+=>\s+\./staging/", upstream, re.M)
+def upstream_replaces(upstream: str) -> dict[str, str]:
+    """The replaces of an upstream go.mod, one line or in a block: module -> what replaces it
+    ("./staging/src/k8s.io/api", "../sdk", "github.com/tgummerer/clipboard v0.0.0-...")."""
+    found = re.findall(r"^(?:replace[ \t]+|[ \t]+)(\S+)(?:[ \t]+v\S+)?[ \t]+=>[ \t]+(.+?)[ \t]*$",
+                       upstream, re.M)
+    return dict(found)
 
 
-def recipe_text(component: Component, version: str, upstream: str, staged: list[str]) -> str:
+def _is_local(target: str) -> bool:
+    return target.startswith(("./", "../"))
+
+
+def local_replaces(upstream: str) -> list[str]:
+    """The modules an upstream go.mod replaces with local paths (its own repository's)."""
+    return [module for module, target in upstream_replaces(upstream).items() if _is_local(target)]
+
+
+def recipe_text(component: Component, version: str, upstream: str, local: list[str]) -> str:
     """Our go.mod: upstream's go and godebug lines (so the runtime behaves as upstream's build),
-    the module, the staging modules at their released versions, and the programs."""
+    the module, the locally replaced modules at their released versions, upstream's other
+    replaces, and the programs."""
     language = re.findall(r"^(?:go|godebug) .*$", upstream, re.M)
     lines = [f"// kubestrata: {component.name} v{version} built from its Go module; written by",
              "// `kubestrata recipe`, pinned by go.sum. Do not edit by hand.",
              f"module kubestrata.invalid/gobuild/{component.name}", "", *language, "",
              f"require {component.module} v{version}", ""]
-    if staged:
-        staging_version = "v0." + version.split(".", 1)[1]
-        lines += ["replace (", *(f"\t{m} => {m} {staging_version}" for m in staged), ")", ""]
+    released = f"v{component.replaced_version(version)}"
+    replaces = [f"{m} => {m} {released}" for m in local]
+    replaces += [f"{m} => {target}" for m, target in upstream_replaces(upstream).items()
+                 if not _is_local(target)]
+    if replaces:
+        lines += ["replace (", *(f"\t{r}" for r in replaces), ")", ""]
     lines += ["tool (", *(f"\t{_package(component, p)}" for p in component.programs), ")"]
     return "\n".join(lines) + "\n"
 
@@ -196,15 +220,13 @@ def write_recipe(name: str, version: str, log=print) -> Path:
     go_version()
     _require_served(component.module, version)
     upstream = upstream_go_mod(component.module, version)
-    staged = []
-    if component.staging:
-        staged = [m for m in staging_modules(upstream)
-                  if is_served(m, "0." + version.split(".", 1)[1])]
+    local = [m for m in local_replaces(upstream)
+             if is_served(m, component.replaced_version(version))]
     target = component.recipe_dir(version)
     building = target.with_name(target.name + ".new")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
-    (building / "go.mod").write_text(recipe_text(component, version, upstream, staged))
+    (building / "go.mod").write_text(recipe_text(component, version, upstream, local))
     env = {**go_environment(), "GOFLAGS": "-mod=mod"}
     run_go(["mod", "tidy"], building, env=env)
     shutil.rmtree(target, ignore_errors=True)
@@ -281,7 +303,8 @@ def build(name: str, version: str, *, log=print, verbose: bool = False) -> Path:
         shutil.rmtree(building, ignore_errors=True)
         building.mkdir(parents=True)
         packages = ["."] if component.local else [_package(component, p) for p in component.programs]
-        run_go(["build", *_flags(name, version), "-o", str(building) + "/", *packages],
+        output = building / component.bin_dir
+        run_go(["build", *_flags(name, version), "-o", str(output) + "/", *packages],
             directory, verbose=verbose)
         seal(building)
         building.rename(target)

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from kubestrata import locks, remote, vms
+from kubestrata import gobuild, locks, pulumi_cli, remote, vms
 from kubestrata.lab.lab import Lab, exclusive as hold_lab
 from kubestrata.paths import PROJECT_ROOT
 from kubestrata.topology import Topology
@@ -86,10 +86,16 @@ class LibvirtProvider:
         return locks.exclusive(vms.state_dir(name).parent / ".locks" / f"{name}.lock",
                                f"libvirt stack {name}", command)
 
-    def _stack(self):
-        if shutil.which("pulumi") is None:
+    def _stack(self, log=print):
+        if shutil.which("pulumi") is None and shutil.which("go") is None:
             raise ProviderError("the Pulumi CLI is not installed; install it (docs/libvirt.md: "
                                 "curl -fsSL https://get.pulumi.com | sh) or use --provider lab")
+        if not pulumi_cli.runs_project_programs():
+            raise ProviderError(
+                "no Pulumi CLI on PATH, and the one kubestrata builds from its Go module has no "
+                f"Python language host ({pulumi_cli.LANGUAGE_HOST}) to run infra/: install the "
+                "Pulumi CLI (docs/libvirt.md: curl -fsSL https://get.pulumi.com | sh) or use "
+                "--provider lab")
         if not (PROJECT_ROOT / f"Pulumi.{self.topology.name}.yaml").exists():
             raise ProviderError(f"no stack file Pulumi.{self.topology.name}.yaml; copy one of "
                                 "the four and set kubestrata:topology to your topology file")
@@ -97,11 +103,16 @@ class LibvirtProvider:
             raise ProviderError("set PULUMI_CONFIG_PASSPHRASE (or _FILE): the local state "
                                 "backend encrypts the stack's secrets with it")
         from pulumi import automation
-        return automation.create_or_select_stack(stack_name=self.topology.name,
-                                                 work_dir=str(PROJECT_ROOT))
+        try:
+            command = pulumi_cli.command(log=log)
+        except (gobuild.GoBuildError, OSError) as exc:
+            raise ProviderError(f"no Pulumi CLI on PATH, and building it failed: {exc}") from None
+        return automation.create_or_select_stack(
+            stack_name=self.topology.name, work_dir=str(PROJECT_ROOT),
+            opts=automation.LocalWorkspaceOptions(pulumi_command=command))
 
     def create(self, log) -> list[str]:
-        stack = self._stack()
+        stack = self._stack(log)
         result = stack.up(on_output=log, show_secrets=False, suppress_outputs=True, color="never")
         changes = [f"{count} {kind}" for kind, count in
                    (result.summary.resource_changes or {}).items() if kind != "same" and count]

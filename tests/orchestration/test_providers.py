@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from kubestrata import providers, topology
+from kubestrata import gobuild, providers, pulumi_cli, topology
 from kubestrata.cli import main
 
 
@@ -47,3 +47,25 @@ def test_bad_extra_vars_are_refused_before_anything_is_created(capsys, value, pr
     assert problem in capsys.readouterr().err
     assert not providers.provider_for("lab", topology.load(
         "all-in-one", {"name": "never-created"})).inventory_path().exists()
+
+
+def test_libvirt_with_go_but_no_pulumi_cli_names_the_missing_language_host(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/go" if name == "go" else None)
+    provider = providers.provider_for("libvirt", topology.load("single-master"))
+    with pytest.raises(providers.ProviderError, match=r"has no Python language host "
+                                                      r"\(pulumi-language-python\) to run infra/"):
+        provider.create(log=print)
+
+
+def test_libvirt_says_when_building_the_pulumi_cli_fails(monkeypatch):
+    monkeypatch.setattr(shutil, "which",
+                        lambda name: None if name == "pulumi" else "/usr/bin/" + name)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "unused")
+
+    def too_old(log):
+        raise gobuild.GoBuildError("Go go1.25.0 is too old: Kubernetes needs Go 1.26 or newer")
+    monkeypatch.setattr(pulumi_cli, "built_root", too_old)
+    provider = providers.provider_for("libvirt", topology.load("single-master"))
+    with pytest.raises(providers.ProviderError, match="no Pulumi CLI on PATH, and building it "
+                                                      "failed: Go go1.25.0 is too old"):
+        provider.create(log=print)
