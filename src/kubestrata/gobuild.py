@@ -1,5 +1,5 @@
 """Go programs built from their modules on the Go module proxy: Kubernetes, crictl, CoreDNS, the
-CNI reference plugins, the Pulumi CLI and kubestrata's image tool.
+CNI reference plugins, the Pulumi CLI, and kubestrata's own image tool and Pulumi libvirt plugin.
 
 Each component at each version has a recipe: a directory `gobuild/<component>-v<version>/` with a
 go.mod of ours that requires the upstream module and lists the programs to build as `tool`
@@ -57,6 +57,9 @@ class Component:
     replaced_version: Callable[[str], str] = lambda version: version
     bin_dir: str = ""                    # where the programs go in the built entry
     local: bool = False                  # kubestrata's own program: its source is the recipe
+    # a command run in the built programs' directory before the entry is sealed, its first word
+    # a program just built (the libvirt plugin writes its Pulumi schema there)
+    after_build: tuple[str, ...] = ()
 
     def recipe_dir(self, version: str) -> Path:
         return RECIPES / (self.name if self.local else f"{self.name}-v{version}")
@@ -94,6 +97,12 @@ COMPONENTS = {c.name: c for c in (
               bin_dir="bin"),
     Component("imagetool", "kubestrata.invalid/gobuild/imagetool", ("",), lambda v: [],
               local=True),
+    # the Pulumi resource plugin for libvirt (terraform-provider-libvirt behind the bridge), in
+    # ENTRY/bin for PATH, with the schema it generates from its own mapping beside it
+    Component("pulumi-libvirt", "kubestrata.invalid/gobuild/pulumi-resource-libvirt", ("",),
+              lambda v: [], bin_dir="bin", local=True,
+              after_build=("pulumi-resource-libvirt", "-write-schema",
+                           "pulumi-resource-libvirt.schema.json")),
 )}
 
 
@@ -277,7 +286,9 @@ def module_source(name: str, version: str) -> Path:
 def build_key(name: str, version: str, go: str) -> str:
     directory = recipe(name, version)
     sources = [p.read_text() for p in sorted(directory.glob("go.*")) + sorted(directory.glob("*.go"))]
-    text = "|".join([BUILD_LAYOUT, go, *sources, json.dumps(_flags(name, version))])
+    after = COMPONENTS[name].after_build
+    text = "|".join([BUILD_LAYOUT, go, *sources, json.dumps(_flags(name, version)),
+                     *([json.dumps(after)] if after else [])])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -306,9 +317,23 @@ def build(name: str, version: str, *, log=print, verbose: bool = False) -> Path:
         output = building / component.bin_dir
         run_go(["build", *_flags(name, version), "-o", str(output) + "/", *packages],
             directory, verbose=verbose)
+        if component.after_build:
+            _after_build(component, output)
         seal(building)
         building.rename(target)
         log(f"{label}: built {len(packages)} program(s) in "
             f"{time.monotonic() - started:.0f} s")
     return target
 
+
+def _after_build(component: Component, programs: Path) -> None:
+    program, *args = component.after_build
+    try:
+        process = subprocess.run([str(programs / program), *args], cwd=programs, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GoBuildError(f"{component.name}: running {program} after the build failed: {exc}")
+    if process.returncode != 0:
+        output = process.stdout.strip().splitlines()
+        raise GoBuildError(f"{component.name}: `{' '.join(component.after_build)}` failed: "
+                           + ("\n".join(output[-15:]) or f"exit status {process.returncode}"))

@@ -4,10 +4,19 @@ module (the gobuild recipe pulumi-v<VERSION>), laid out as pulumi's installer do
 
 The built CLI has no Python language host (pulumi-language-python: its Go module is not on the
 module proxy), so it runs inline programs, which the Python process serves itself, and not
-programs named by a project's `main:` (infra/)."""
+programs named by a project's `main:` (infra/).
+
+With it comes the libvirt resource plugin built here (gobuild component pulumi-libvirt):
+terraform-provider-libvirt behind pulumi-terraform-bridge with kubestrata's own mapping to the
+pulumi_libvirt SDK's tokens, not pulumi-libvirt's release binary. It reports the Terraform
+provider's version (e.g. 0.8.3+terraform-provider-libvirt.kubestrata). The engine finds it as an
+ambient plugin: first on the PATH of the workspace's env_vars, where it is used whatever version
+the SDK asks for (the engine warns "using pulumi-resource-libvirt from $PATH at ..."). Its plugin
+cache would only take it installed under the requested version, 0.5.4, which it is not."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +24,7 @@ from kubestrata import gobuild
 
 VERSION = "3.274.1"
 LANGUAGE_HOST = "pulumi-language-python"
+LIBVIRT_PLUGIN = "pulumi-resource-libvirt"
 
 
 def built_root(log=print) -> Path:
@@ -35,3 +45,22 @@ def runs_project_programs() -> bool:
     """Whether the CLI command() picks can run a project's own program: pulumi's on PATH (it
     comes with its language hosts), or the built one with a Python language host on PATH."""
     return shutil.which("pulumi") is not None or shutil.which(LANGUAGE_HOST) is not None
+
+
+def libvirt_plugin_dir(log=print) -> Path:
+    """The directory of the built libvirt plugin (and its schema), built if the cache lacks it."""
+    return gobuild.build("pulumi-libvirt", "", log=log) / "bin"
+
+
+def libvirt_plugin_env(log=print) -> dict[str, str]:
+    """env_vars for LocalWorkspaceOptions that let the engine find the libvirt plugin: none when
+    PATH has a pulumi (that CLI downloads pulumi-libvirt's own plugin), else PATH with the built
+    plugin's directory first. A failed build is a GoBuildError of one line."""
+    if shutil.which("pulumi") is not None:
+        return {}
+    try:
+        directory = libvirt_plugin_dir(log)
+    except (gobuild.GoBuildError, OSError) as exc:
+        raise gobuild.GoBuildError("building the Pulumi libvirt plugin failed: "
+                                   + " ".join(str(exc).split())[-400:]) from None
+    return {"PATH": os.pathsep.join([str(directory), os.environ.get("PATH", "")])}
