@@ -257,17 +257,58 @@ def cmd_verify(args) -> int:
     return 1 if collector.failures else 0
 
 
+def _confirmed(args, what: str, question: str) -> bool:
+    """--yes, or "y" typed at a terminal; says why not otherwise."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"kubestrata: {what}; confirm with --yes", file=sys.stderr)
+        return False
+    if input(f"{question} [y/N] ").strip().lower() in ("y", "yes"):
+        return True
+    print("kept everything")
+    return False
+
+
+def cmd_reset(args) -> int:
+    from kubestrata import orchestrate
+    t = _load(args)
+    provider = provider_for(args.provider, t)
+    kubernetes_nodes = [n.name for n in t.nodes if n.is_kubernetes_node]
+    if args.node and args.node not in kubernetes_nodes:
+        print(f"kubestrata: --node {args.node}: not a Kubernetes node of {t.name}; give one of "
+              f"{', '.join(kubernetes_nodes)}", file=sys.stderr)
+        return 2
+    if not provider.inventory_path().exists():
+        print(f"kubestrata: no {provider.name} inventory for {t.name}; nothing to reset",
+              file=sys.stderr)
+        return 1
+    targets = args.node or f"every Kubernetes node of {t.name}"
+    wipes = not args.node and not args.keep_etcd_data
+    if not _confirmed(args, "reset removes Kubernetes from the nodes",
+                      f"Reset Kubernetes on {targets}"
+                      f"{' and delete the cluster objects from etcd' if wipes else ''}?"):
+        return 1
+    phase = orchestrate.reset_phase(provider, args.node, args.keep_etcd_data, out=_out,
+                                    status=_status_line(), verbose=args.verbose)
+    with provider.exclusive(args.command_line):
+        try:
+            orchestrate.execute([phase], out=_out)
+        except orchestrate.PhaseFailed as exc:
+            print(f"kubestrata: {exc}", file=sys.stderr)
+            return 1
+    again = f"kubestrata up {t.reference}"
+    print(f"{t.name}: {'node ' + args.node if args.node else 'cluster'} reset; `{again}` "
+          f"{'joins it again' if args.node else 'makes a new cluster'}")
+    return 0
+
+
 def cmd_down(args) -> int:
     t = _load(args)
     provider = provider_for(args.provider, t)
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print("kubestrata: down destroys the machines; confirm with --yes", file=sys.stderr)
-            return 1
-        answer = input(f"Destroy every machine of {t.name} ({provider.name})? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("kept everything")
-            return 1
+    if not _confirmed(args, "down destroys the machines",
+                      f"Destroy every machine of {t.name} ({provider.name})?"):
+        return 1
     with provider.exclusive(args.command_line):
         for line in provider.destroy():
             print(f"  {line}")
@@ -404,6 +445,15 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     ver.add_argument("--layers", help="comma-separated layers to check (default: all)")
     ver.set_defaults(func=cmd_verify)
+    rs = with_topology(sub.add_parser(
+        "reset", help="remove Kubernetes from the nodes (playbooks/reset.yml); machines stay"))
+    rs.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    rs.add_argument("--node", help="reset this node only: drained, its Node deleted, then reset")
+    rs.add_argument("--keep-etcd-data", action="store_true",
+                    help="keep the cluster's objects in etcd (a whole-cluster reset deletes them)")
+    rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rs.add_argument("--verbose", action="store_true", help="stream Ansible's own output")
+    rs.set_defaults(func=cmd_reset)
     down = with_topology(sub.add_parser("down", help="destroy the machines"))
     down.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     down.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -105,6 +105,25 @@ def upgrade_phases(topology: Topology, provider: Provider, *, out, **options) ->
             *layer_phases(topology, provider, "upgrade.yml", out=out, **options)]
 
 
+def reset_phase(provider: Provider, node: str | None, keep_etcd_data: bool, *, out,
+                status=None, verbose: bool = False) -> Phase:
+    """playbooks/reset.yml, already confirmed: the whole cluster (its objects leave etcd unless
+    keep_etcd_data) or one node. The kubeconfig of a cluster that is gone goes too."""
+    def reset() -> str:
+        extravars = {"reset_confirmed": True, "reset_etcd_data": not keep_etcd_data}
+        if node:
+            extravars["reset_node"] = node
+        result = playbook.run(PLAYBOOK_DIR / "reset.yml", provider.inventory_path(),
+                              verbose=verbose, out=out, status=status, extravars=extravars)
+        if not result.ok:
+            raise PhaseFailed(failure_message(result))
+        if not node:
+            provider.kubeconfig_path().unlink(missing_ok=True)
+        return "nothing changed" if result.changes == 0 else f"{result.changes} changes"
+
+    return Phase("reset", reset)
+
+
 def summary(topology: Topology, provider: Provider) -> list[str]:
     host, port = topology.api_endpoint
     lines = [f"{topology.name}: {len(topology.nodes)} nodes, API endpoint https://{host}:{port}",

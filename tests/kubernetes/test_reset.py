@@ -1,9 +1,10 @@
-"""playbooks/reset.yml on a one-node cluster of its own (not the shared `site` lab, which other
-tests still use): site.yml installs Kubernetes; without confirmation reset changes nothing and
-the cluster keeps running; confirmed with reset_etcd_data, the kubelet and the control plane
-stop, kubeadm's files are gone, the cluster's objects (kube-apiserver's /registry prefix) are
-deleted from etcd and nothing else is; with no cluster left, `kubestrata upgrade` refuses.
-(kube_reset against the pod network's leftovers is molecule's kube_reset scenario.)"""
+"""Reset on a one-node cluster of its own (not the shared `site` lab, which other tests still
+use): site.yml installs Kubernetes; reset.yml without confirmation changes nothing and the
+cluster keeps running; `kubestrata reset NAME --yes` stops the kubelet and the control plane,
+removes kubeadm's files and deletes the cluster's objects (kube-apiserver's /registry/ keys) from
+etcd and nothing else; with no cluster left, `kubestrata upgrade` refuses; site.yml then makes a
+new cluster on the same node. (kube_reset against the pod network's leftovers is molecule's
+kube_reset scenario.)"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from tests.harness import VENV_BIN, needs_root
 
 pytestmark = [pytest.mark.lab, needs_root]
 
-KEPT_KEY = "/kubestrata-test/keep"
+KEPT_KEYS = ["/kubestrata-test/keep", "/registry-not-the-clusters/keep"]
 # What kubeadm init writes for the node and the control plane, and kubeadm reset removes.
 KUBEADM_FILES = ["/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf",
                  "/etc/kubernetes/manifests/kube-apiserver.yaml", "/etc/kubernetes/pki/ca.crt",
@@ -51,15 +52,17 @@ def cluster(one_node_lab):
     etcd's that is not the cluster's."""
     result = one_node_lab.play("site.yml")
     assert result.ok, result.failures
-    one_node_lab.etcdctl(one_node_lab.topology.nodes[0].name, f"put {KEPT_KEY} y")
+    for key in KEPT_KEYS:
+        one_node_lab.etcdctl(one_node_lab.topology.nodes[0].name, f"put {key} y")
     return one_node_lab
 
 
 @pytest.fixture(scope="module")
 def reset(cluster):
-    """reset.yml confirmed, with reset_etcd_data."""
+    """`kubestrata reset NAME --yes`: the whole cluster."""
     assert any(key.startswith("/registry/") for key in etcd_keys(cluster))
-    return cluster.play("reset.yml", reset_confirmed=True, reset_etcd_data=True)
+    return subprocess.run([str(VENV_BIN / "kubestrata"), "reset", str(cluster.topology.source),
+                           "--yes"], capture_output=True, text=True, timeout=900)
 
 
 def test_reset_without_confirmation_stops_having_changed_nothing(cluster):
@@ -77,7 +80,9 @@ def test_reset_without_confirmation_stops_having_changed_nothing(cluster):
 
 
 def test_reset_stops_the_kubelet_and_removes_kubeadms_files(cluster, reset):
-    assert reset.ok, reset.failures
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert re.search(r"^reset\s+done in [\d.]+ s: \d+ changes$", reset.stdout, re.M), reset.stdout
+    assert "makes a new cluster" in reset.stdout
     assert kubelet_state(cluster) != "active"
     assert present(cluster, KUBEADM_FILES) == []
     node = cluster.topology.nodes[0].name
@@ -86,14 +91,14 @@ def test_reset_stops_the_kubelet_and_removes_kubeadms_files(cluster, reset):
     assert {"kubeadm", "kubectl", "kubelet"} <= set(cluster.ssh(node, "apt-mark showhold").split())
 
 
-def test_reset_etcd_data_deletes_only_the_clusters_objects(cluster, reset):
-    assert reset.ok, reset.failures
+def test_reset_deletes_only_the_clusters_objects_from_etcd(cluster, reset):
+    assert reset.returncode == 0, reset.stdout + reset.stderr
     # Restarted, etcd answers from its data directory, not from files it still holds open
     # (kubeadm reset once emptied /var/lib/etcd under a running etcd).
     cluster.ssh(cluster.topology.nodes[0].name, "systemctl restart etcd")
     keys = etcd_keys(cluster)
-    assert KEPT_KEY in keys
-    assert not any(key.startswith("/registry") for key in keys), sorted(keys)[:5]
+    assert set(KEPT_KEYS) <= keys
+    assert not any(key.startswith("/registry/") for key in keys), sorted(keys)[:5]
 
 
 def test_upgrade_without_a_cluster_stops_before_changing_anything(cluster, reset):
@@ -104,3 +109,12 @@ def test_upgrade_without_a_cluster_stops_before_changing_anything(cluster, reset
     assert "Nothing was changed" in result.stderr
     assert re.search(r"^\s+FAILED\s+0/1 hosts\s+no changes .* s  Upgrade preflight: the version-skew",
                      result.stdout, re.M), result.stdout
+
+
+def test_site_makes_a_new_cluster_on_the_reset_node(cluster, reset):
+    again = cluster.play("site.yml")
+    assert again.ok, again.failures
+    node = cluster.topology.nodes[0].name
+    ready = cluster.ssh(node, "kubectl --kubeconfig /etc/kubernetes/admin.conf wait node --all "
+                              "--for condition=Ready --timeout 120s", check=False)
+    assert f"node/{node} condition met" in ready, ready
