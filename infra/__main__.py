@@ -13,13 +13,18 @@ config = pulumi.Config()
 topology_ref = config.require("topology")
 if topology_ref not in topology.NAMES:
     topology_ref = str(paths.PROJECT_ROOT / topology_ref)   # the program runs in infra/
+image = config.get("image") or vms.DEFAULT_IMAGE
 settings = vms.Settings(
     ssh_public_key=config.get("sshPublicKey") or vms.default_public_key() or "",
     uri=config.get("libvirtUri") or vms.DEFAULT_URI,
-    image=config.get("image") or vms.DEFAULT_IMAGE,
+    image=image,
+    # Given, or detected: qemu-img's answer for a local file, the suffix of a URL.
+    image_format=config.get("imageFormat") or vms.image_format(image),
     admin_user=config.get("adminUser") or vms.DEFAULT_ADMIN_USER,
     pool_path=config.get("poolPath"),
     bridge=config.get("bridge"),
+    domain_type=config.get("domainType") or vms.DEFAULT_DOMAIN_TYPE,
+    ssh_proxy_command=config.get("sshProxyCommand"),
 )
 
 try:

@@ -18,6 +18,47 @@ from kubestrata.topology import Node, Topology
 
 GIB = 1024 ** 3
 SERIAL_CONSOLE = {"type": "pty", "target_type": "serial", "target_port": "0"}
+# VNC on the hypervisor's loopback only: without graphics the provider adds SPICE (which
+# RHEL 9-family qemu refuses); reach it with an SSH tunnel or `virsh vncdisplay`.
+VNC_GRAPHICS = {"type": "vnc", "listen_type": "address", "listen_address": "127.0.0.1",
+                "autoport": True}
+# The provider's console block has no log file; its xml.xslt transform (xsltproc on the machine
+# running Pulumi) adds one to the serial console: the console stays `virsh console`-able and
+# everything the VM printed since boot is kept in the log.
+CONSOLE_LOG_XSLT = """\
+<?xml version="1.0"?>
+<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:output omit-xml-declaration="yes" indent="yes"/>
+  <xsl:template match="node()|@*">
+    <xsl:copy><xsl:apply-templates select="node()|@*"/></xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/console[target/@type='serial']">
+    <xsl:copy>
+      <xsl:apply-templates select="node()|@*"/>
+      <log file="{path}" append="on"/>
+    </xsl:copy>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+
+
+def console_log_xslt(path: str) -> str:
+    """The domain XML transform that logs the serial console to path."""
+    return CONSOLE_LOG_XSLT.replace("{path}", path)
+
+
+def domain_arguments(topology: Topology, node: Node, settings: vms.Settings) -> dict:
+    """The Domain arguments that depend on the settings, not on other resources."""
+    arguments = {
+        "type": settings.domain_type,
+        "graphics": VNC_GRAPHICS,
+        "consoles": [SERIAL_CONSOLE],
+        "xml": {"xslt": console_log_xslt(vms.console_log(topology, node))},
+    }
+    if settings.domain_type == "kvm":
+        # Software emulation (qemu) has no host CPU to pass through: libvirt's default model.
+        arguments["cpu"] = {"mode": "host-passthrough"}
+    return arguments
 
 
 class ClusterNetwork(pulumi.ComponentResource):
@@ -54,7 +95,8 @@ class Hypervisor(pulumi.ComponentResource):
             target={"path": vms.pool_path(topology, settings)}, opts=resources)
         self.base_image = libvirt.Volume(
             f"{name}-base-image", name=vms.image_volume_name(settings.image),
-            pool=self.pool.name, source=settings.image, format="qcow2", opts=resources)
+            pool=self.pool.name, source=settings.image, format=settings.image_format,
+            opts=resources)
         self.network = None if settings.bridge else ClusterNetwork(
             f"{name}-network", topology,
             pulumi.ResourceOptions(parent=self, providers=[self.provider]))
@@ -88,11 +130,10 @@ class NodeVM(pulumi.ComponentResource):
             name=vms.domain_name(topology, node),
             vcpu=node.cpus,
             memory=node.memory_mib,
-            cpu={"mode": "host-passthrough"},
             disks=[{"volume_id": disk.id}],
             cloudinit=seed_disk.id,
             network_interfaces=[hypervisor.interface(vms.mac_address(topology, node), settings)],
-            consoles=[SERIAL_CONSOLE],
+            **domain_arguments(topology, node, settings),
             # The provider gives every domain the guest-agent channel (org.qemu.guest_agent.0).
             # qemu_agent=True would only make it ask the agent for addresses, which fails the
             # domain's creation while the agent is not up yet (provider 0.7.6,

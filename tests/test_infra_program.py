@@ -9,7 +9,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import runpy
+import shlex
+import shutil
 import stat
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pulumi
@@ -301,3 +305,121 @@ def test_host_keys_are_stable_across_runs_and_kept_private():
     for key_file in state.iterdir():
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert key_file.read_text() not in json.dumps(first.outputs)
+
+
+# -- domain type, graphics, console log, image format, SSH proxy (issue 14 §2/§3) -------------
+
+def test_domains_are_kvm_with_the_host_cpu_by_default():
+    topo = stack_topology("all-in-one")
+    [domain] = run_program("all-in-one").domains(topo).values()
+    assert domain["type"] == "kvm"
+    assert domain["cpu"] == {"mode": "host-passthrough"}
+
+
+def test_domain_type_qemu_is_software_emulation_without_host_cpu():
+    topo = stack_topology("single-master")
+    domains = run_program("single-master", {"kubestrata:domainType": "qemu"}).domains(topo)
+    for domain in domains.values():
+        assert domain["type"] == "qemu"
+        assert "cpu" not in domain, "TCG cannot pass the host CPU through"
+
+
+def test_an_unknown_domain_type_is_refused_before_anything_is_made():
+    recorder = Recorder()
+    with pytest.raises(pulumi.RunError, match=r"kubestrata:domainType: 'xen' .* use kvm .* or "
+                                              r"qemu"):
+        run_program("all-in-one", {"kubestrata:domainType": "xen"}, recorder=recorder)
+    assert recorder.resources == []
+
+
+def test_domains_have_vnc_on_loopback_and_a_console_log_file():
+    topo = stack_topology("multi-master")
+    for node, domain in run_program("multi-master").domains(topo).items():
+        assert domain["graphics"] == {"type": "vnc", "listenType": "address",
+                                      "listenAddress": "127.0.0.1", "autoport": True}
+        assert domain["consoles"] == [{"type": "pty", "targetType": "serial", "targetPort": "0"}]
+        log = f"/var/log/libvirt/qemu/multi-master-{node}-console.log"
+        assert vms.console_log(topo, topo.node(node)) == log
+        assert f'<log file="{log}" append="on"/>' in domain["xml"]["xslt"]
+
+
+PROVIDER_DOMAIN_XML = """<domain type="qemu"><name>n</name><devices>
+<console type="pty"><target type="serial" port="0"></target></console>
+<channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"></target></channel>
+</devices></domain>"""
+
+
+@pytest.mark.skipif(shutil.which("xsltproc") is None, reason="needs xsltproc (apt-get install "
+                    "xsltproc), which the libvirt provider runs for xml.xslt")
+def test_the_console_log_transform_adds_a_log_to_the_serial_console_only(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+    sys.path.insert(0, str(INFRA))
+    try:
+        import cluster
+    finally:
+        sys.path.remove(str(INFRA))
+    (tmp_path / "t.xsl").write_text(cluster.console_log_xslt("/var/log/libvirt/qemu/x.log"))
+    (tmp_path / "d.xml").write_text(PROVIDER_DOMAIN_XML)
+    out = subprocess.run(["xsltproc", str(tmp_path / "t.xsl"), str(tmp_path / "d.xml")],
+                         capture_output=True, text=True, check=True).stdout
+    devices = ElementTree.fromstring(out).find("devices")
+    [console] = devices.findall("console")
+    assert console.find("log").attrib == {"file": "/var/log/libvirt/qemu/x.log", "append": "on"}
+    assert console.find("target").attrib == {"type": "serial", "port": "0"}
+    assert devices.find("channel/log") is None
+
+
+def _base_volume(run: Run) -> dict:
+    [base] = [v.inputs for v in run.of_type(VOLUME).values() if "source" in v.inputs]
+    return base
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (qemu-utils)")
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_a_local_image_gives_its_own_format_to_the_base_volume(tmp_path, fmt):
+    image = tmp_path / f"debian.{'img' if fmt == 'qcow2' else 'qcow2'}"    # the name misleads
+    subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(image), "16M"], check=True)
+    assert vms.image_format(str(image)) == fmt
+    base = _base_volume(run_program("all-in-one", {"kubestrata:image": str(image)}))
+    assert (base["source"], base["format"]) == (str(image), fmt)
+
+
+def test_image_format_without_qemu_img_reads_the_magic_number(tmp_path, monkeypatch):
+    monkeypatch.setattr(vms.shutil, "which", lambda name: None)
+    (tmp_path / "a").write_bytes(b"QFI\xfb" + bytes(100))
+    (tmp_path / "b").write_bytes(bytes(104))
+    assert [vms.image_format(str(tmp_path / n)) for n in "ab"] == ["qcow2", "raw"]
+
+
+def test_image_format_of_a_url_comes_from_its_suffix_and_config_wins():
+    assert vms.image_format(vms.DEFAULT_IMAGE) == "qcow2"
+    assert vms.image_format("https://example.org/debian-13-nocloud-amd64.raw") == "raw"
+    assert _base_volume(run_program("all-in-one"))["format"] == "qcow2"
+    base = _base_volume(run_program("all-in-one", {"kubestrata:imageFormat": "raw"}))
+    assert base["format"] == "raw"
+
+
+def test_an_image_libvirt_volumes_cannot_take_is_refused():
+    with pytest.raises(pulumi.RunError, match="is a vmdk image; .* qemu-img convert -O qcow2"):
+        run_program("all-in-one", {"kubestrata:imageFormat": "vmdk"})
+
+
+PROXY = "ip netns exec ksvirt-test /opt/venv/bin/python -m kubestrata.lab.proxy %h %p"
+
+
+def test_ssh_proxy_command_reaches_the_inventory_and_the_ssh_lines():
+    topo = stack_topology("single-master")
+    run = run_program("single-master", {"kubestrata:sshProxyCommand": PROXY,
+                                        "kubestrata:libvirtUri": "qemu+ssh://admin@kvm2/system"})
+    hosts = yaml.safe_load(run.outputs["inventory"])["all"]["hosts"]
+    for node in topo.nodes:
+        args = shlex.split(hosts[node.name]["ansible_ssh_common_args"])
+        assert args[-2:] == ["-o", f"ProxyCommand={PROXY}"]
+        assert not any("ProxyJump" in arg for arg in args), "the proxy replaces the jump host"
+        line = shlex.split(run.outputs["ssh"][node.name])
+        assert line[-3:] == ["-o", f"ProxyCommand={PROXY}", f"kubestrata@{node.address}"]
+
+
+def test_ssh_proxy_command_without_the_host_is_refused():
+    with pytest.raises(pulumi.RunError, match="kubestrata:sshProxyCommand: .* %h"):
+        run_program("all-in-one", {"kubestrata:sshProxyCommand": "nc 10.0.0.1 22"})

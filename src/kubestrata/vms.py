@@ -8,7 +8,11 @@ pass to run on libvirt, and the files next to the inventory (``hosts.yml``, ``kn
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +25,14 @@ DEFAULT_IMAGE = ("https://cloud.debian.org/images/cloud/trixie/latest/"
                  "debian-13-generic-amd64.qcow2")
 DEFAULT_ADMIN_USER = "kubestrata"
 DEFAULT_POOL_PARENT = "/var/lib/libvirt/images"
+# libvirt domain types kubestrata runs: kvm (hardware virtualisation) or qemu (software
+# emulation, TCG: slow, but needs no /dev/kvm).
+DOMAIN_TYPES = ("kvm", "qemu")
+DEFAULT_DOMAIN_TYPE = "kvm"
+# Base image formats the provider's volumes take (a copy-on-write qcow2 disk sits on either).
+IMAGE_FORMATS = ("qcow2", "raw")
+# Where each VM's serial console is logged on its hypervisor (libvirt's own log directory).
+CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 PUBLIC_KEY_FILES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -38,6 +50,11 @@ class Settings:
     admin_user: str = DEFAULT_ADMIN_USER
     pool_path: str | None = None         # default: DEFAULT_POOL_PARENT/kubestrata-<topology>
     bridge: str | None = None            # an existing host bridge instead of a NAT network
+    image_format: str = "qcow2"          # the base image's format (image_format() detects it)
+    domain_type: str = DEFAULT_DOMAIN_TYPE
+    # How ssh reaches VMs that are not routable from here (%h, %p left to ssh), e.g.
+    # "ip netns exec NS python3 -m kubestrata.lab.proxy %h %p"; none: directly or ProxyJump.
+    ssh_proxy_command: str | None = None
 
 
 def default_public_key(home: Path | None = None) -> str | None:
@@ -49,6 +66,33 @@ def default_public_key(home: Path | None = None) -> str | None:
     return None
 
 
+def image_format(image: str) -> str:
+    """The base image's format: qemu-img's answer for a local file (the magic number without
+    qemu-img), else the URL's suffix (.raw or .img: raw; anything else: qcow2)."""
+    parts = urlsplit(image)
+    if parts.scheme in ("", "file"):
+        path = Path(parts.path if parts.scheme else image)
+        if path.is_file():
+            return _local_image_format(path)
+    return "raw" if Path(parts.path).suffix in (".raw", ".img") else "qcow2"
+
+
+def _local_image_format(path: Path) -> str:
+    if shutil.which("qemu-img"):
+        info = subprocess.run(["qemu-img", "info", "--output=json", str(path)],
+                              capture_output=True, text=True, timeout=120)
+        if info.returncode == 0:
+            return json.loads(info.stdout)["format"]
+    with path.open("rb") as image:
+        magic = image.read(4)
+    return "qcow2" if magic == b"QFI\xfb" else "raw"
+
+
+def console_log(topology: Topology, node: Node) -> str:
+    """The node's serial console log on its hypervisor."""
+    return f"{CONSOLE_LOG_DIR}/{domain_name(topology, node)}-console.log"
+
+
 def check(topology: Topology, settings: Settings) -> list[str]:
     """Problems that stop this topology from running on libvirt with these settings."""
     problems = []
@@ -58,6 +102,17 @@ def check(topology: Topology, settings: Settings) -> list[str]:
     if not _USER_NAME.match(settings.admin_user) or settings.admin_user == "root":
         problems.append(f"kubestrata:adminUser: {settings.admin_user!r} cannot be the admin "
                         "user; use a lowercase login name other than root, e.g. kubestrata")
+    if settings.domain_type not in DOMAIN_TYPES:
+        problems.append(f"kubestrata:domainType: {settings.domain_type!r} is not a domain type "
+                        "kubestrata runs; use kvm (hardware virtualisation, the default) or "
+                        "qemu (software emulation, for hosts without /dev/kvm; slow)")
+    if settings.image_format not in IMAGE_FORMATS:
+        problems.append(f"kubestrata:image: {settings.image} is a {settings.image_format} "
+                        "image; libvirt volumes here take qcow2 or raw: convert it with "
+                        f"qemu-img convert -O qcow2 {settings.image} IMAGE.qcow2")
+    if settings.ssh_proxy_command is not None and "%h" not in settings.ssh_proxy_command:
+        problems.append("kubestrata:sshProxyCommand: the command must connect to %h (and %p), "
+                        "which ssh replaces by each VM's address and port")
     if settings.bridge is not None:
         if not _BRIDGE_NAME.match(settings.bridge):
             problems.append(f"kubestrata:bridge: {settings.bridge!r} is not a Linux bridge "
@@ -142,6 +197,8 @@ def _jump_host(uri: str, settings: Settings) -> str | None:
 
 
 def _node_ssh_options(topology: Topology, settings: Settings, node: Node) -> list[str]:
+    if settings.ssh_proxy_command:          # replaces any ProxyJump (ssh takes the first)
+        return ssh_options(topology) + ["-o", f"ProxyCommand={settings.ssh_proxy_command}"]
     jump = _jump_host(node.libvirt_uri or settings.uri, settings)
     return ssh_options(topology) + (["-o", f"ProxyJump={jump}"] if jump else [])
 
@@ -149,7 +206,7 @@ def _node_ssh_options(topology: Topology, settings: Settings, node: Node) -> lis
 def inventory_for(topology: Topology, settings: Settings) -> dict:
     """The Ansible inventory of the VMs: the shared renderer plus how to reach each VM."""
     connection = {node.name: {"ansible_ssh_common_args":
-                              " ".join(_node_ssh_options(topology, settings, node))}
+                              shlex.join(_node_ssh_options(topology, settings, node))}
                   for node in topology.nodes}
     # The VMs' admin user is not root: every system task escalates with sudo.
     return inventory.render(topology, connection, {"ansible_user": settings.admin_user,
@@ -158,8 +215,8 @@ def inventory_for(topology: Topology, settings: Settings) -> dict:
 
 def ssh_commands(topology: Topology, settings: Settings) -> dict[str, str]:
     """One ssh command line per node."""
-    return {node.name: " ".join(["ssh", *_node_ssh_options(topology, settings, node),
-                                 f"{settings.admin_user}@{node.address}"])
+    return {node.name: shlex.join(["ssh", *_node_ssh_options(topology, settings, node),
+                                   f"{settings.admin_user}@{node.address}"])
             for node in topology.nodes}
 
 
