@@ -1,10 +1,11 @@
-"""Fixtures for the VM tests: cloud-init's own schema validator and a bootable Debian image.
+"""Fixtures for the VM tests: cloud-init's own schema validator, a bootable Debian image and a
+private libvirt host.
 
-Both are built on first use and cached under the kubestrata cache, keyed by their inputs:
+The first two are built on first use and cached under the kubestrata cache, keyed by inputs:
 - trixie's cloud-init (bookworm's 22.4 cannot check network-config), fetched with a private
   apt configuration that leaves the host's apt setup alone, plus a venv for its Python deps;
-- a Debian disk image (the lab's suite, trixie) with a kernel and cloud-init, made offline by
-  debootstrap.
+- a bootable Debian cloud-style disk image (the lab's suite, trixie; tests/vm/image.py).
+The libvirt host (tests/vm/libvirt_host.py) lives for the session, in namespaces of its own.
 """
 
 from __future__ import annotations
@@ -14,40 +15,25 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from kubestrata import vms
 from kubestrata.lab import debian
-from kubestrata.lab.debian import SUITE, archive_url
+from kubestrata.lab.debian import SUITE
 from kubestrata.paths import CACHE_DIR
 from kubestrata.shell import CommandError, run
+from tests.vm import image
+from tests.vm import libvirt_host as host_module
 
 SCHEMA_SUITE = "trixie"
 # cloud-init's imports when it validates a schema (cloud-init is not on PyPI).
 SCHEMA_PYTHON_DEPS = ("PyYAML==6.0.4", "jsonschema==4.26.0", "Jinja2==3.1.6", "configobj==5.0.9",
                       "requests==2.34.2", "jsonpatch==1.48", "oauthlib==4.0.1")
-
-IMAGE_PACKAGES = (
-    "systemd-sysv", "udev", "linux-image-cloud-amd64", "initramfs-tools", "cloud-init",
-    "python3-cffi-backend",     # python3-cryptography's dependency that debootstrap misses
-    "locales", "openssh-server", "sudo", "iproute2", "netbase", "python3",
-    "e2fsprogs", "ca-certificates",
-    # Debian 13's cloud images: netplan rendering for systemd-networkd, and the D-Bus system
-    # bus (without it `cloud-init status --wait` as a user never ends: systemctl cannot ask).
-    "netplan.io", "dbus",
-)
-# What the image holds besides the packages; change it and the cache key changes.
-IMAGE_FILES = {
-    "etc/hosts": "127.0.0.1 localhost\n",
-    "etc/locale.gen": "en_US.UTF-8 UTF-8\n",
-    "etc/machine-id": "",
-    # Look for the NoCloud seed only: no probing of cloud metadata addresses.
-    "etc/cloud/cloud.cfg.d/90_kubestrata_test.cfg": "datasource_list: [NoCloud, None]\n",
-}
-IMAGE_SIZE = "2G"
-
 
 def _missing(*commands: str) -> list[str]:
     return [command for command in commands if shutil.which(command) is None]
@@ -100,55 +86,53 @@ def _fetch_cloud_init(base: Path, package: Path) -> None:
 
 @dataclass(frozen=True)
 class DiskImage:
-    kernel: Path
-    initrd: Path
-    disk: Path          # qcow2, to be used as the backing file of a throwaway overlay
-
-
-def _image_key() -> str:
-    text = "|".join([SUITE, archive_url(), IMAGE_SIZE, *IMAGE_PACKAGES,
-                     *(f"{path}={content}" for path, content in sorted(IMAGE_FILES.items()))])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    disk: Path          # a bootable disk (MBR, GRUB for BIOS): the base of copy-on-write disks
+    format: str         # as qemu-img reads it
 
 
 @pytest.fixture(scope="session")
 def debian_image() -> DiskImage:
-    """A Debian image with a kernel, cloud-init and sshd, built once (~70 s) and cached."""
+    """A bootable Debian cloud-style image (tests/vm/image.py), built once and cached."""
     if os.geteuid() != 0:
-        pytest.skip("building the VM image needs root (debootstrap, chroot)")
-    missing = _missing("debootstrap", "chroot", "mkfs.ext4", "qemu-img")
+        pytest.skip("building the VM image needs root (debootstrap, chroot, a loop device)")
+    missing = _missing("debootstrap", "chroot", "mkfs.ext4", "qemu-img", "losetup", "partx",
+                       "unshare")
     if missing:
-        pytest.skip(f"needs {', '.join(missing)}: apt-get install debootstrap e2fsprogs qemu-utils")
-    target = CACHE_DIR / "vm-image" / f"{SUITE}-{_image_key()}"
-    image = DiskImage(target / "vmlinuz", target / "initrd.img", target / "disk.qcow2")
-    if not image.disk.exists():
+        pytest.skip(f"needs {', '.join(missing)}: apt-get install debootstrap e2fsprogs "
+                    "qemu-utils util-linux")
+    target = CACHE_DIR / "vm-image" / f"{SUITE}-{image.image_key()}"
+    disk = target / "disk.qcow2"
+    if not disk.exists():
         building = target.with_name(target.name + f".building-{os.getpid()}")
+        started = time.monotonic()
         try:
-            _build_image(building)
+            image.build(building, disk.name)
         except (CommandError, subprocess.SubprocessError):
             shutil.rmtree(building, ignore_errors=True)
             raise
         _publish(building, target)
-    return image
+        print(f"\nVM image built in {time.monotonic() - started:.0f} s: {disk}")
+    return DiskImage(disk, vms.image_format(str(disk)))
 
 
-def _build_image(directory: Path) -> None:
-    root = directory / "root"
-    root.mkdir(parents=True)
-    run(["debootstrap", "--variant=minbase", f"--include={','.join(IMAGE_PACKAGES)}", SUITE,
-         str(root), archive_url()], timeout=900)
-    for relative, content in IMAGE_FILES.items():
-        (root / relative).write_text(content)
-    run(["chroot", str(root), "locale-gen"], timeout=300)
-    for key in (root / "etc" / "ssh").glob("ssh_host_*"):
-        key.unlink()
-    [kernel] = (root / "boot").glob("vmlinuz-*")
-    [initrd] = (root / "boot").glob("initrd.img-*")
-    shutil.copyfile(kernel, directory / "vmlinuz")
-    shutil.copyfile(initrd, directory / "initrd.img")
-    raw = directory / "disk.raw"
-    run(["mkfs.ext4", "-q", "-L", "root", "-d", str(root), str(raw), IMAGE_SIZE], timeout=600)
-    run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(directory / "disk.qcow2")],
-        timeout=600)
-    raw.unlink()
-    shutil.rmtree(root)
+@pytest.fixture(scope="session")
+def libvirt_host():
+    """A private libvirtd in a network namespace of its own (tests/vm/libvirt_host.py); after
+    the session, nothing of it may be left: no process, namespace, mount, bridge or file."""
+    if os.geteuid() != 0:
+        pytest.skip("a private libvirtd needs root (network and mount namespaces)")
+    missing = host_module.missing_commands()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}: apt-get install libvirt-daemon-system "
+                    "dnsmasq-base iptables")
+    host = host_module.LibvirtHost(Path(tempfile.mkdtemp(prefix="kubestrata-libvirt-")))
+    try:
+        host.start()
+    except host_module.LibvirtHostError as error:
+        host.stop()
+        pytest.fail(f"the private libvirtd did not start: {error}")
+    print(f"\nprivate libvirtd answering in {host.timings['daemon start']:.1f} s: {host.uri}")
+    yield host
+    leftovers = host.stop()
+    print(f"\nprivate libvirtd torn down in {host.timings['teardown']:.1f} s")
+    assert leftovers == [], f"the private libvirt host left: {leftovers}"

@@ -1,14 +1,15 @@
 """A real first boot: the NoCloud seed the program renders for all-in-one's node, under qemu.
 
-The guest boots the cached Debian image (software emulation, no KVM) with a throwaway
-overlay of the node's disk size and the seed as a second disk. Its user-mode network is the
-topology's node network, restricted: the guest reaches nothing, and the only way in is SSH
-forwarded from 127.0.0.1. SSH checks the host key against the known_hosts file the program
+The guest boots the cached Debian cloud-style image from its own bootloader (software
+emulation, no KVM) with a throwaway overlay of the node's disk size and the seed as a second
+disk. Its user-mode network is the topology's node network, restricted: the guest reaches
+nothing, and the only way in is SSH forwarded from 127.0.0.1. SSH checks the host key against the known_hosts file the program
 writes, then the test checks what cloud-init applied.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
 import subprocess
@@ -63,7 +64,7 @@ def booted(debian_image, workdir, monkeypatch):
     subprocess.run(["cloud-localds", "-N", str(workdir / "network-config"),
                     str(workdir / "seed.iso"), str(workdir / "user-data"),
                     str(workdir / "meta-data")], check=True, capture_output=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", debian_image.format,
                     "-b", str(debian_image.disk), str(workdir / "disk.qcow2"),
                     f"{node.disk_gib}G"], check=True)
 
@@ -76,8 +77,6 @@ def booted(debian_image, workdir, monkeypatch):
         qemu = subprocess.Popen(
             ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2",
              "-display", "none", "-monitor", "none", "-serial", f"file:{console}", "-no-reboot",
-             "-kernel", str(debian_image.kernel), "-initrd", str(debian_image.initrd),
-             "-append", "root=/dev/vda rw console=ttyS0",
              "-drive", f"file={workdir / 'disk.qcow2'},if=virtio,format=qcow2",
              "-drive", f"file={workdir / 'seed.iso'},if=virtio,format=raw,readonly=on",
              "-netdev", netdev,
@@ -98,7 +97,7 @@ def booted(debian_image, workdir, monkeypatch):
 
 def _ssh_command(topo, settings, workdir: Path, port: int) -> list[str]:
     """The program's own ssh line for the node, pointed at the forwarded port."""
-    line = vms.ssh_commands(topo, settings)[NODE].split()
+    line = shlex.split(vms.ssh_commands(topo, settings)[NODE])
     assert line[-1] == f"{settings.admin_user}@{topo.node(NODE).address}"
     return [*line[:-1], "-F", "/dev/null", "-p", str(port), "-i", str(workdir / "admin"),
             "-o", f"HostKeyAlias={topo.node(NODE).address}", "-o", "IdentitiesOnly=yes",
