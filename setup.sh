@@ -17,6 +17,10 @@ APT_PACKAGES=(
   libc6-dev                             # the pause image is C, linked static
   qemu-system-x86 qemu-utils            # the VM boot test: qemu (TCG) and qemu-img
   cloud-image-utils                     # cloud-localds: the NoCloud seed of the VM boot test
+  libvirt-daemon-system dnsmasq-base    # the libvirt boot test's private libvirtd (in a network namespace of
+  iptables                              #   its own) and its NAT network's DNS and rules
+  genisoimage xsltproc                  # the libvirt provider runs mkisofs (cloud-init seeds) and xsltproc
+                                        #   (the domain's console-log transform) where Pulumi runs
 )
 
 # The Kubernetes bundle is built from Go modules (gobuild/): Go 1.26 or newer on PATH.

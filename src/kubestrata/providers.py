@@ -120,6 +120,7 @@ class LibvirtProvider:
                                           ready=FIRST_BOOT_DONE)
         if waiting:
             consoles = ", ".join(f"virsh console {vms.domain_name(self.topology, self.topology.node(n))}"
+                                 f" (log: {vms.console_log(self.topology, self.topology.node(n))})"
                                  for n in waiting)
             problems = "; ".join(f"{name}: {why}" for name, why in waiting.items())
             raise ProviderError(f"machines not ready: {problems}. Read their serial console: "

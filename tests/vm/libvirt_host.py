@@ -31,6 +31,7 @@ from kubestrata.shell import run
 # Scratch directories, bind-mounted over the host's paths of the same name in the daemons'
 # mount namespace (the work directory holds them as etc/libvirt, var/lib/libvirt, ...).
 PRIVATE_DIRS = ("etc/libvirt", "var/lib/libvirt", "var/log/libvirt", "var/cache/libvirt")
+PACKAGE_DIRS = ("var/log/libvirt/qemu", "var/lib/libvirt/images", "var/lib/libvirt/qemu")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
@@ -132,7 +133,8 @@ class LibvirtHost:
         started = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o700)
-        for path in (*PRIVATE_DIRS, "run/libvirt"):
+        # The directories libvirt-daemon-system ships (libvirtd does not make them itself).
+        for path in (*PRIVATE_DIRS, *PACKAGE_DIRS, "run/libvirt"):
             (self.workdir / path).mkdir(parents=True, exist_ok=True)
         etc = self.workdir / "etc" / "libvirt"
         (etc / "libvirtd.conf").write_text(LIBVIRTD_CONF)
