@@ -297,8 +297,10 @@ def remove(name: str) -> list[str]:
     if leftover:
         machine.stop(leftover, timeout=5)
         removed.append(f"stopped {len(leftover)} processes in the lab namespaces")
-    for mountpoint in _mounts_under(directory):
-        if run(["umount", mountpoint], check=False).returncode != 0:
+    for mountpoint in dict.fromkeys(_mounts_under(directory)):
+        # A mount may be gone meanwhile (with its node's shutdown, or listed twice).
+        if run(["umount", mountpoint], check=False).returncode != 0 \
+                and mountpoint in _mounts_under(directory):
             run(["umount", "--lazy", mountpoint])
         removed.append(f"unmounted {mountpoint}")
     for ns in namespaces:
