@@ -1,48 +1,6 @@
-"""kubestrata on libvirt: the VMs of one topology (docs/libvirt.md).
+"""kubestrata on libvirt: `pulumi up` from the project root runs this (docs/libvirt.md); the
+program itself is program.program(), which `kubestrata up --provider libvirt` runs inline."""
 
-Reads the stack configuration, loads and checks the topology, builds the cluster, exports
-the Ansible inventory and an ssh line per node.
-"""
+from program import program
 
-import pulumi
-
-from cluster import Cluster
-from kubestrata import hostkeys, inventory, paths, topology, vms
-
-config = pulumi.Config()
-topology_ref = config.require("topology")
-if topology_ref not in topology.NAMES:
-    topology_ref = str(paths.PROJECT_ROOT / topology_ref)   # the program runs in infra/
-image = config.get("image") or vms.DEFAULT_IMAGE
-settings = vms.Settings(
-    ssh_public_key=config.get("sshPublicKey") or vms.default_public_key() or "",
-    uri=config.get("libvirtUri") or vms.DEFAULT_URI,
-    image=image,
-    # Given, or detected: qemu-img's answer for a local file, the suffix of a URL.
-    image_format=config.get("imageFormat") or vms.image_format(image),
-    admin_user=config.get("adminUser") or vms.DEFAULT_ADMIN_USER,
-    pool_path=config.get("poolPath"),
-    bridge=config.get("bridge"),
-    domain_type=config.get("domainType") or vms.DEFAULT_DOMAIN_TYPE,
-    ssh_proxy_command=config.get("sshProxyCommand"),
-)
-
-try:
-    cluster_topology = topology.load(topology_ref, config.get_object("overrides") or {})
-    problems = vms.check(cluster_topology, settings)
-    if problems:
-        raise topology.TopologyError(problems)
-except topology.TopologyError as error:
-    raise pulumi.RunError(f"topology {topology_ref} cannot be used:\n  "
-                          + "\n  ".join(error.problems)) from None
-
-host_keys = hostkeys.ensure(vms.state_dir(pulumi.get_stack()),
-                            [node.name for node in cluster_topology.nodes])
-cluster = Cluster(cluster_topology, settings, host_keys)
-
-pulumi.export("inventory", inventory.dump(vms.inventory_for(cluster_topology, settings)))
-pulumi.export("inventoryFile", str(vms.inventory_path(cluster_topology)))
-pulumi.export("ssh", vms.ssh_commands(cluster_topology, settings))
-if not pulumi.runtime.is_dry_run():
-    # hosts.yml and known_hosts land once every domain exists.
-    cluster.ready.apply(lambda _: vms.write_access_files(cluster_topology, settings, host_keys))
+program()

@@ -7,8 +7,6 @@ Cluster
 
 from __future__ import annotations
 
-import re
-
 import pulumi
 import pulumi_libvirt as libvirt
 
@@ -152,7 +150,7 @@ class Cluster(pulumi.ComponentResource):
         super().__init__("kubestrata:libvirt:Cluster", topology.name)
         self.nodes: list[NodeVM] = []
         for uri, nodes in vms.hypervisors(topology, settings).items():
-            hypervisor = Hypervisor(_label(uri), uri, topology, settings,
+            hypervisor = Hypervisor(vms.hypervisor_label(uri), uri, topology, settings,
                                     pulumi.ResourceOptions(parent=self))
             for node in nodes:
                 self.nodes.append(NodeVM(topology, node, hypervisor, settings,
@@ -161,7 +159,3 @@ class Cluster(pulumi.ComponentResource):
         self.ready = pulumi.Output.all(*(vm.domain.id for vm in self.nodes))
         self.register_outputs({})
 
-
-def _label(uri: str) -> str:
-    """A resource name for a URI: qemu+ssh://admin@kvm2/system -> qemu-ssh-admin-kvm2-system."""
-    return re.sub(r"[^a-z0-9]+", "-", uri.lower()).strip("-")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import runpy
 import shlex
 import shutil
@@ -260,6 +261,52 @@ def test_one_provider_per_hypervisor_uri():
             assert resource.inputs["networkInterfaces"][0]["bridge"] == "br0"
     assert not run.of_type(NETWORK), "bridged nodes need no libvirt network"
     assert len([r for r in run.resources if "source" in r.inputs]) == 2, "a base image per host"
+
+
+def test_editing_a_uris_parameters_renames_no_resource():
+    def urns(keyfile: str) -> list[str]:
+        uri = f"qemu+ssh://admin@kvm2.example:2222/system?keyfile={keyfile}&knownhosts=/k"
+        run = run_program("single-master", {
+            "kubestrata:bridge": "br0",
+            "kubestrata:overrides": json.dumps({"node_groups": {"worker": {"libvirt_uri": uri}}})})
+        return sorted(f"{r.typ}::{r.name}" for r in run.resources)
+    before, after = urns("/home/me/.ssh/id_ed25519"), urns("/home/me/.ssh/other_key")
+    assert before == after
+    assert "pulumi:providers:libvirt::qemu-ssh-admin-kvm2-example-2222-system" in before
+
+
+def test_a_socket_uri_gives_a_short_resource_name():
+    run = run_program("all-in-one", {"kubestrata:libvirtUri": "qemu:///system?socket=/tmp/"
+                                     "kubestrata-libvirt-x1y2z3/run/libvirt/libvirt-sock"})
+    assert sorted(run.of_type(PROVIDER)) == ["qemu-system"]
+    assert max(len(r.name) for r in run.resources) < 40
+
+
+def test_uris_differing_only_in_parameters_are_refused():
+    with pytest.raises(pulumi.RunError, match="differ only in their parameters"):
+        run_program("single-master", {
+            "kubestrata:bridge": "br0",
+            "kubestrata:libvirtUri": "qemu+ssh://admin@kvm2/system?keyfile=/a",
+            "kubestrata:overrides": json.dumps({"node_groups": {"worker": {
+                "libvirt_uri": "qemu+ssh://admin@kvm2/system?keyfile=/b"}}})})
+
+
+def test_a_local_images_volume_is_named_by_its_content(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for directory, content in (("a", b"one image"), ("b", b"one image")):
+        (tmp_path / directory / "disk.qcow2").write_bytes(content)
+    (tmp_path / "other.qcow2").write_bytes(b"another image")
+    name = vms.image_volume_name(str(tmp_path / "a" / "disk.qcow2"))
+    assert re.fullmatch(r"disk-[0-9a-f]{12}\.qcow2", name)
+    assert vms.image_volume_name(str(tmp_path / "b" / "disk.qcow2")) == name    # moved: same
+    assert vms.image_volume_name(f"file://{tmp_path / 'a' / 'disk.qcow2'}") == name
+    (tmp_path / "b" / "disk.qcow2").write_bytes(b"a new build")
+    assert vms.image_volume_name(str(tmp_path / "b" / "disk.qcow2")) != name   # changed: new
+    assert vms.image_volume_name(vms.DEFAULT_IMAGE) == "debian-13-generic-amd64.qcow2"
+    base = _base_volume(run_program("all-in-one", {
+        "kubestrata:image": str(tmp_path / "a" / "disk.qcow2"), "kubestrata:imageFormat": "raw"}))
+    assert base["name"] == name
 
 
 def test_a_remote_nat_hypervisor_is_reached_through_ssh_jump():

@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Protocol
 
-from kubestrata import gobuild, locks, pulumi_cli, remote, vms
+from kubestrata import gobuild, locks, paths, pulumi_cli, remote, vms
 from kubestrata.lab.lab import Lab, exclusive as hold_lab
-from kubestrata.paths import PROJECT_ROOT
 from kubestrata.topology import Topology
 
 SSH_TIMEOUT = 600.0     # a VM's first boot with cloud-init; software emulation is slower
@@ -22,6 +22,8 @@ SSH_TIMEOUT = 600.0     # a VM's first boot with cloud-init; software emulation 
 # critical failure (1) stops `up`, showing cloud-init's own account of it.
 FIRST_BOOT_DONE = ("status=$(cloud-init status --wait --long); "
                    "if [ $? -eq 1 ]; then echo \"$status\"; exit 1; fi")
+INFRA_DIR = paths.PROJECT_ROOT / "infra"
+PULUMI_PROJECT_NAME = "kubestrata"     # Pulumi.yaml's name: the namespace of the stack config
 
 
 class ProviderError(Exception):
@@ -86,17 +88,13 @@ class LibvirtProvider:
         return locks.exclusive(vms.state_dir(name).parent / ".locks" / f"{name}.lock",
                                f"libvirt stack {name}", command)
 
-    def _stack(self, log=print):
+    def _workspace(self, log):
+        """LocalWorkspaceOptions for the stack, once everything it needs is there."""
         if shutil.which("pulumi") is None and shutil.which("go") is None:
             raise ProviderError("the Pulumi CLI is not installed; install it (docs/libvirt.md: "
                                 "curl -fsSL https://get.pulumi.com | sh) or use --provider lab")
-        if not pulumi_cli.runs_project_programs():
-            raise ProviderError(
-                "no Pulumi CLI on PATH, and the one kubestrata builds from its Go module has no "
-                f"Python language host ({pulumi_cli.LANGUAGE_HOST}) to run infra/: install the "
-                "Pulumi CLI (docs/libvirt.md: curl -fsSL https://get.pulumi.com | sh) or use "
-                "--provider lab")
-        if not (PROJECT_ROOT / f"Pulumi.{self.topology.name}.yaml").exists():
+        project = paths.PULUMI_PROJECT
+        if not (project / f"Pulumi.{self.topology.name}.yaml").exists():
             raise ProviderError(f"no stack file Pulumi.{self.topology.name}.yaml; copy one of "
                                 "the four and set kubestrata:topology to your topology file")
         if not {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & set(os.environ):
@@ -107,13 +105,43 @@ class LibvirtProvider:
             command = pulumi_cli.command(log=log)
         except (gobuild.GoBuildError, OSError) as exc:
             raise ProviderError(f"no Pulumi CLI on PATH, and building it failed: {exc}") from None
-        return automation.create_or_select_stack(
-            stack_name=self.topology.name, work_dir=str(PROJECT_ROOT),
-            opts=automation.LocalWorkspaceOptions(pulumi_command=command))
+        try:
+            env_vars = pulumi_cli.libvirt_plugin_env(log=log)
+        except gobuild.GoBuildError as exc:
+            raise ProviderError(str(exc)) from None
+        # The project directory: Pulumi.yaml's backend and Pulumi.<stack>.yaml's config apply
+        # as for `pulumi up` run there.
+        return automation.LocalWorkspaceOptions(work_dir=str(project), pulumi_command=command,
+                                                env_vars=env_vars)
+
+    def _pulumi(self, command: str, operation, log):
+        """operation(stack, on_output) on the stack, infra/'s program run inline (the engine
+        needs no Python language host for it). Pulumi's output goes to log and to
+        .kubestrata/runs/<stamp>-pulumi-<command>/output.log; a failure is a ProviderError of
+        one line naming the stack and that file."""
+        from pulumi import automation
+        from kubestrata import playbook
+        options = self._workspace(log)
+        output = playbook.new_run_dir(f"pulumi-{command}") / "output.log"
+        with output.open("a") as kept:
+            def on_output(line: str) -> None:
+                kept.write(line + "\n")
+                kept.flush()
+                log(line)
+            try:
+                stack = automation.create_or_select_stack(
+                    stack_name=self.topology.name, project_name=PULUMI_PROJECT_NAME,
+                    program=infra_program(), opts=options)
+                return operation(stack, on_output)
+            except automation.errors.CommandError as exc:
+                kept.write(f"{exc}\n")
+                raise ProviderError(f"pulumi {command} of libvirt stack {self.topology.name} "
+                                    f"failed: {_first_error(str(exc))} (Pulumi's output: "
+                                    f"{output})") from None
 
     def create(self, log) -> list[str]:
-        stack = self._stack(log)
-        result = stack.up(on_output=log, show_secrets=False, suppress_outputs=True, color="never")
+        result = self._pulumi("up", lambda stack, on_output: stack.up(
+            on_output=on_output, show_secrets=False, suppress_outputs=True, color="never"), log)
         changes = [f"{count} {kind}" for kind, count in
                    (result.summary.resource_changes or {}).items() if kind != "same" and count]
         waiting = remote.wait_until_ready(remote.hostvars(self.inventory_path()), SSH_TIMEOUT,
@@ -127,9 +155,10 @@ class LibvirtProvider:
                                 f"{consoles}")
         return changes
 
-    def destroy(self) -> list[str]:
-        result = self._stack().destroy(on_output=lambda line: None, show_secrets=False,
-                                       color="never")
+    def destroy(self, log=lambda line: print(f"  {line}", flush=True)) -> list[str]:
+        """pulumi destroy, its progress passed to log line by line."""
+        result = self._pulumi("destroy", lambda stack, on_output: stack.destroy(
+            on_output=on_output, show_secrets=False, color="never"), log)
         return [f"{count} {kind}" for kind, count in
                 (result.summary.resource_changes or {}).items() if count]
 
@@ -150,6 +179,36 @@ class LibvirtProvider:
     @functools.cached_property
     def _hosts(self) -> dict[str, dict]:
         return remote.hostvars(self.inventory_path())
+
+
+def infra_program():
+    """program() of infra/program.py, imported as `pulumi up` has it (infra/ on sys.path)."""
+    sys.path.insert(0, str(INFRA_DIR))
+    try:
+        from program import program
+    finally:
+        sys.path.remove(str(INFRA_DIR))
+    return program
+
+
+def _first_error(output: str) -> str:
+    """What went wrong, on one line: the first error of Pulumi's diagnostics (or of its output)
+    that says more than that the update failed, with the lines indented below it."""
+    lines = output.splitlines()
+    if "Diagnostics:" in lines:
+        lines = lines[lines.index("Diagnostics:"):]
+    for number, line in enumerate(lines):
+        reason = line.partition("error:")[2].strip()
+        if not reason or reason.startswith(("update failed", "an unhandled error occurred")):
+            continue
+        indent = len(line) - len(line.lstrip())
+        for more in lines[number + 1:]:
+            if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                break
+            reason += " " + more.strip()
+        return reason[:400]
+    lines = [line.strip() for line in lines if line.strip()]
+    return (lines[-1] if lines else "no output")[:400]
 
 
 PROVIDERS = {"lab": LabProvider, "libvirt": LibvirtProvider}

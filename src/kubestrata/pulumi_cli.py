@@ -4,7 +4,8 @@ module (the gobuild recipe pulumi-v<VERSION>), laid out as pulumi's installer do
 
 The built CLI has no Python language host (pulumi-language-python: its Go module is not on the
 module proxy), so it runs inline programs, which the Python process serves itself, and not
-programs named by a project's `main:` (infra/).
+programs named by a project's `main:`: kubestrata runs infra/'s program() inline
+(providers.LibvirtProvider).
 
 With it comes the libvirt resource plugin built here (gobuild component pulumi-libvirt):
 terraform-provider-libvirt behind pulumi-terraform-bridge with kubestrata's own mapping to the
@@ -39,12 +40,6 @@ def command(log=print):
         return None
     from pulumi import automation
     return automation.PulumiCommand(root=str(built_root(log)))
-
-
-def runs_project_programs() -> bool:
-    """Whether the CLI command() picks can run a project's own program: pulumi's on PATH (it
-    comes with its language hosts), or the built one with a Python language host on PATH."""
-    return shutil.which("pulumi") is not None or shutil.which(LANGUAGE_HOST) is not None
 
 
 def libvirt_plugin_dir(log=print) -> Path:

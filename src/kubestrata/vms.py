@@ -113,6 +113,13 @@ def check(topology: Topology, settings: Settings) -> list[str]:
     if settings.ssh_proxy_command is not None and "%h" not in settings.ssh_proxy_command:
         problems.append("kubestrata:sshProxyCommand: the command must connect to %h (and %p), "
                         "which ssh replaces by each VM's address and port")
+    labels: dict[str, str] = {}
+    for uri in hypervisors(topology, settings):
+        if hypervisor_label(uri) in labels:
+            problems.append(f"node_groups: the libvirt URIs {labels[hypervisor_label(uri)]} and "
+                            f"{uri} differ only in their parameters; give both node groups the "
+                            "same URI")
+        labels.setdefault(hypervisor_label(uri), uri)
     if settings.bridge is not None:
         if not _BRIDGE_NAME.match(settings.bridge):
             problems.append(f"kubestrata:bridge: {settings.bridge!r} is not a Linux bridge "
@@ -158,7 +165,27 @@ def domain_name(topology: Topology, node: Node) -> str:
 
 
 def image_volume_name(image: str) -> str:
-    return Path(urlsplit(image).path).name
+    """The base volume's name: a URL's file name; for a local file its name with the first 12
+    hex digits of its content's SHA-256 (disk.qcow2 -> disk-f6b3cf7d2f38.qcow2), so that the
+    same image keeps its name wherever it lies and a different one never takes it."""
+    parts = urlsplit(image)
+    path = Path(parts.path)
+    if parts.scheme in ("", "file") and path.is_file():
+        digest = hashlib.sha256()
+        with path.open("rb") as content:
+            while chunk := content.read(1 << 20):
+                digest.update(chunk)
+        return f"{path.stem}-{digest.hexdigest()[:12]}{path.suffix}"
+    return path.name
+
+
+def hypervisor_label(uri: str) -> str:
+    """The resource name of a libvirt URI's hypervisor: the URI without its query (keyfile,
+    socket, known hosts: how to reach it, not which one it is), so editing ?keyfile= renames
+    nothing: qemu+ssh://admin@kvm2:2222/system?keyfile=... -> qemu-ssh-admin-kvm2-2222-system."""
+    parts = urlsplit(uri)
+    return re.sub(r"[^a-z0-9]+", "-",
+                  parts._replace(query="", fragment="").geturl().lower()).strip("-")
 
 
 def mac_address(topology: Topology, node: Node) -> str:

@@ -4,7 +4,9 @@ import shutil
 
 import pytest
 
-from kubestrata import gobuild, providers, pulumi_cli, topology
+from pulumi import automation
+
+from kubestrata import gobuild, paths, playbook, providers, pulumi_cli, topology
 from kubestrata.cli import main
 
 
@@ -49,12 +51,68 @@ def test_bad_extra_vars_are_refused_before_anything_is_created(capsys, value, pr
         "all-in-one", {"name": "never-created"})).inventory_path().exists()
 
 
-def test_libvirt_with_go_but_no_pulumi_cli_names_the_missing_language_host(monkeypatch):
-    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/go" if name == "go" else None)
-    provider = providers.provider_for("libvirt", topology.load("single-master"))
-    with pytest.raises(providers.ProviderError, match=r"has no Python language host "
-                                                      r"\(pulumi-language-python\) to run infra/"):
+class FakeStack:
+    """What create_or_select_stack returns, its up and destroy failing as the CLI does."""
+    def __init__(self, failure: str):
+        self.failure = failure
+
+    def _fail(self, on_output, **options):
+        on_output("Updating (all-in-one):")
+        raise automation.errors.CommandError(automation.CommandResult(
+            stdout="Updating (all-in-one):\n", stderr=self.failure, code=255))
+    up = destroy = _fail
+
+
+@pytest.fixture
+def fake_pulumi(monkeypatch, tmp_path):
+    """A libvirt provider whose workspace is tmp_path/project, every stack a FakeStack."""
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "unused")
+    monkeypatch.setattr(pulumi_cli, "command", lambda log: None)
+    monkeypatch.setattr(pulumi_cli, "libvirt_plugin_env", lambda log: {"PATH": "/plugin"})
+    monkeypatch.setattr(paths, "PULUMI_PROJECT", tmp_path / "project")
+    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
+    monkeypatch.setattr(playbook, "RUNS_DIR", tmp_path / "runs")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "Pulumi.all-in-one.yaml").write_text("config: {}\n")
+    calls = []
+
+    def create_or_select_stack(**arguments):
+        calls.append(arguments)
+        return FakeStack("error: update failed\n  error: libvirt_domain all-in-one-node-1: "
+                         "cannot start:\n    more detail\n  error: a second error\n")
+    monkeypatch.setattr(automation, "create_or_select_stack", create_or_select_stack)
+    return calls
+
+
+def test_libvirt_runs_infra_as_an_inline_program_in_the_project(fake_pulumi, tmp_path):
+    provider = providers.provider_for("libvirt", topology.load("all-in-one"))
+    with pytest.raises(providers.ProviderError):
         provider.create(log=print)
+    [call] = fake_pulumi
+    assert call["stack_name"] == "all-in-one" and call["project_name"] == "kubestrata"
+    assert call["program"] is providers.infra_program()
+    assert call["program"].__module__ == "program"
+    assert call["opts"].work_dir == str(tmp_path / "project")
+    assert call["opts"].env_vars == {"PATH": "/plugin"}
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+def test_a_failed_pulumi_run_is_one_line_naming_the_stack_and_the_output(fake_pulumi, tmp_path,
+                                                                          capsys, command):
+    argv = ["up", "all-in-one", "--provider", "libvirt"] if command == "up" else \
+        ["down", "all-in-one", "--provider", "libvirt", "--yes"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    [output] = (tmp_path / "runs").glob("*/output.log")
+    pulumi_command = "up" if command == "up" else "destroy"
+    assert captured.err == (f"kubestrata: pulumi {pulumi_command} of libvirt stack all-in-one "
+                            "failed: libvirt_domain all-in-one-node-1: cannot start: more detail "
+                            "(Pulumi's "
+                            f"output: {output})\n")
+    assert "Traceback" not in captured.out + captured.err
+    assert "Updating (all-in-one):" in captured.out, "Pulumi's progress is shown"
+    assert "a second error" in output.read_text()
 
 
 def test_libvirt_says_when_building_the_pulumi_cli_fails(monkeypatch):

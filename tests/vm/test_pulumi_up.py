@@ -1,0 +1,213 @@
+"""`kubestrata up all-in-one --provider libvirt`'s machines and `kubestrata down`, for real
+(issue 14 §3): infra/'s program run inline by the Pulumi CLI built here, with the libvirt
+plugin built here, against the private libvirtd (tests/vm/libvirt_host.py).
+
+The user's side is a project directory in tmp_path: the checkout's Pulumi.yaml as it is (backend
+file://., so the state lands in that directory) and Pulumi.all-in-one.yaml, the checkout's with
+the keys a user sets (libvirtUri, domainType qemu, the cached test image, sshPublicKey,
+sshProxyCommand, and memory through kubestrata:overrides); PULUMI_HOME, HOME, temporary files,
+kubestrata's state, runs and inventories are in tmp_path too, and the admin key is in an
+ssh-agent of the test's own (as a user's key would be). Then, as `kubestrata up` does, its
+machines phase (LibvirtProvider.create: pulumi up, then wait for SSH and cloud-init from the
+inventory the program wrote), what cloud-init applied, a second up that changes nothing, and
+`kubestrata down --provider libvirt --yes`, after which the daemon has no domain, volume, pool
+or network.
+
+The layers do not run here: the test image has none of prepare's packages (curl, chrony,
+conntrack, ...) and the VMs have no route to a mirror.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+import yaml
+from pulumi import automation
+
+from kubestrata import orchestrate, paths, playbook, providers, pulumi_cli, remote, topology, vms
+from kubestrata.cli import main
+from tests.harness import needs_root
+
+pytestmark = [pytest.mark.lab, needs_root]
+
+STACK = "all-in-one"
+NODE = "node-1"
+MEMORY_MIB = 2048       # all-in-one's node is a control plane: kubeadm's minimum is 1700 MiB
+
+
+@pytest.fixture
+def ssh_agent(tmp_path, monkeypatch):
+    """An ssh-agent holding a fresh admin key; returns its public key."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@test",
+                    "-f", str(tmp_path / "admin")], check=True)
+    socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket))
+        subprocess.run(["ssh-add", "-q", str(tmp_path / "admin")], check=True,
+                       capture_output=True)
+        yield (tmp_path / "admin.pub").read_text().strip()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=30)
+
+
+@pytest.fixture
+def user_project(tmp_path, monkeypatch, libvirt_host, debian_image, ssh_agent) -> Path:
+    """The project directory a user would run kubestrata in, with everything else in tmp."""
+    missing = [c for c in ("go", "xsltproc", "mkisofs", "ssh") if shutil.which(c) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}")
+    for name in ("home", "pulumi-home", "tmp", "project"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "pulumi up test")
+    monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
+    monkeypatch.setenv("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
+    for name in ("PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", ":".join(      # the built CLI, as on a machine without pulumi
+        d for d in os.environ["PATH"].split(":") if d and not os.access(Path(d) / "pulumi",
+                                                                         os.X_OK)))
+    project = tmp_path / "project"
+    monkeypatch.setattr(paths, "PULUMI_PROJECT", project)
+    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
+    monkeypatch.setattr(paths, "INVENTORY_DIR", tmp_path / "inventories")
+    monkeypatch.setattr(playbook, "RUNS_DIR", tmp_path / "state" / "runs")
+    shutil.copy(paths.PROJECT_ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    (project / "infra").symlink_to(paths.PROJECT_ROOT / "infra")     # Pulumi.yaml's main
+    stack_file = yaml.safe_load((paths.PROJECT_ROOT / f"Pulumi.{STACK}.yaml").read_text())
+    stack_file["config"].update({
+        "kubestrata:libvirtUri": libvirt_host.uri,
+        "kubestrata:domainType": "qemu",
+        "kubestrata:image": str(debian_image.disk),
+        "kubestrata:sshPublicKey": ssh_agent,
+        "kubestrata:sshProxyCommand": libvirt_host.proxy_command(),
+        "kubestrata:overrides": {"node_groups": {"node": {"memory_mib": MEMORY_MIB,
+                                                          "cpus": 2}}},
+    })
+    (project / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack_file))
+    return project
+
+
+def last_update(project: Path) -> dict:
+    """The resource changes of the stack's last update, from its history."""
+    stack = automation.select_stack(
+        stack_name=STACK, project_name=providers.PULUMI_PROJECT_NAME,
+        program=providers.infra_program(), opts=automation.LocalWorkspaceOptions(
+            work_dir=str(project), pulumi_command=pulumi_cli.command(),
+            env_vars=pulumi_cli.libvirt_plugin_env()))
+    [entry] = stack.history(page_size=1)
+    return entry.resource_changes
+
+
+def test_kubestrata_up_makes_the_vm_with_pulumi_and_down_removes_it(libvirt_host, debian_image,
+                                                                    user_project, capsys):
+    host, timings = libvirt_host, {}
+    topo = topology.load(STACK, {"node_groups": {"node": {"memory_mib": MEMORY_MIB}}})
+    node = topo.node(NODE)
+    domain = vms.domain_name(topo, node)
+    provider = providers.provider_for("libvirt", topology.load(STACK))
+    machines = orchestrate.machines_phase(provider, out=print)    # `kubestrata up`'s first phase
+    pulumi_cli.libvirt_plugin_env()                               # built before timing
+    pulumi_cli.built_root()
+    try:
+        started = time.monotonic()
+        assert machines.action() == "1 changes"           # one kind of change: create
+        timings["up, boot and cloud-init"] = time.monotonic() - started
+        changes = last_update(user_project)
+        assert set(changes) == {"create"}, changes
+        created = changes["create"]
+
+        # The program's files: inventory and known_hosts; the state in the project's backend.
+        inventory = provider.inventory_path()
+        assert inventory == paths.INVENTORY_DIR / "libvirt" / STACK / "hosts.yml"
+        hosts = remote.hostvars(inventory)
+        assert hosts[NODE]["ansible_host"] == str(node.address)
+        assert (user_project / ".pulumi" / "stacks" / "kubestrata" / f"{STACK}.json").exists()
+        assert "encryptionsalt" in (user_project / f"Pulumi.{STACK}.yaml").read_text()
+        state = (user_project / ".pulumi" / "stacks" / "kubestrata" / f"{STACK}.json").read_text()
+        assert "BEGIN OPENSSH PRIVATE KEY" not in state, "the seed's host key is a secret"
+
+        def on_node(command: str, host_vars: dict = hosts[NODE]) -> str:
+            result = remote.run(host_vars, command, timeout=120)
+            assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+            return result.stdout.strip()
+
+        # SSH answers with the host key the program pinned, and only with it.
+        args = hosts[NODE]["ansible_ssh_common_args"]
+        assert f"UserKnownHostsFile={vms.known_hosts_path(topo)}" in args
+        assert "StrictHostKeyChecking=yes" in args
+        other = user_project.parent / "other_known_hosts"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(user_project.parent / "other")], check=True)
+        other.write_text(f"{node.address} "
+                         + (user_project.parent / "other.pub").read_text())
+        stranger = remote.run({**hosts[NODE], "ansible_ssh_common_args": args.replace(
+            str(vms.known_hosts_path(topo)), str(other))}, "true")
+        assert stranger.returncode == 255 and "Host key verification failed" in stranger.stderr
+
+        # What cloud-init applied.
+        assert "status: done" in on_node("cloud-init status")
+        assert on_node("hostname --fqdn") == f"{NODE}.{topo.domain}"
+        assert f"inet {node.address}/{topo.network.prefixlen} " in \
+            on_node("ip -4 -o addr show dev eth0")
+        assert on_node("ip route show default").startswith(f"default via {topo.gateway} ")
+        assert on_node(f"getent hosts {NODE}.{topo.domain} || getent hosts {NODE}").split()[0] \
+            == str(node.address)                        # the network's DNS (dnsmasq)
+        root_size = int(on_node("df --block-size=1 --output=size / | tail -1"))
+        assert root_size > 0.9 * node.disk_gib * 1024 ** 3, "growpart did not grow the root"
+        assert on_node("findmnt -no SOURCE /") == "/dev/vda1"
+        assert int(on_node("grep MemTotal /proc/meminfo").split()[1]) > 0.8 * MEMORY_MIB * 1024
+        assert on_node("nproc") == "2"
+        assert on_node("sudo -n passwd -S kubestrata").split()[1] == "L"
+
+        # What libvirt holds: the domain as the program defined it, network, pool, volumes.
+        live = ElementTree.fromstring(host.virsh("dumpxml", domain).stdout)
+        assert live.get("type") == "qemu"
+        assert live.find("devices/graphics").get("type") == "vnc"
+        assert live.find("devices/graphics/listen").get("address") == "127.0.0.1"
+        assert host.virsh("vncdisplay", domain).stdout.strip().startswith("127.0.0.1:")
+        console_log = host.workdir / vms.console_log(topo, node).lstrip("/")
+        assert "Debian GNU/Linux 13" in console_log.read_text(errors="replace"), \
+            "the serial console is not logged"
+        network = ElementTree.fromstring(host.virsh("net-dumpxml",
+                                                    vms.network_name(topo)).stdout)
+        assert network.find("forward").get("mode") == "nat"
+        assert network.find("ip/dhcp") is None
+        volumes = host.virsh("vol-list", vms.pool_name(topo)).stdout
+        assert vms.image_volume_name(str(debian_image.disk)) in volumes.split()
+        assert f"{NODE}.qcow2" in volumes.split() and "disk.qcow2" not in volumes.split()
+
+        # A second up changes nothing.
+        started = time.monotonic()
+        assert machines.action() == "nothing changed"
+        timings["second up"] = time.monotonic() - started
+        assert last_update(user_project) == {"same": created}
+    finally:
+        capsys.readouterr()
+        started = time.monotonic()
+        assert main(["down", STACK, "--provider", "libvirt", "--yes"]) == 0
+        timings["down"] = time.monotonic() - started
+        down = capsys.readouterr().out
+        with capsys.disabled():
+            print("\nkubestrata up/down --provider libvirt: "
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    assert "Destroying (all-in-one)" in down and f"{STACK}: down" in down, down
+    assert host.virsh("list", "--all", "--name").stdout.split() == []
+    assert host.virsh("net-list", "--all", "--name").stdout.split() == []
+    assert host.virsh("pool-list", "--all", "--name").stdout.split() == []
+    assert not (host.workdir / vms.pool_path(topo, vms.Settings("")).lstrip("/")).exists()
