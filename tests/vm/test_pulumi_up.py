@@ -174,6 +174,7 @@ def test_kubestrata_up_makes_the_vm_with_pulumi_and_down_removes_it(libvirt_host
         assert int(on_node("grep MemTotal /proc/meminfo").split()[1]) > 0.8 * MEMORY_MIB * 1024
         assert on_node("nproc") == "2"
         assert on_node("sudo -n passwd -S kubestrata").split()[1] == "L"
+        assert "passwordauthentication no" in on_node("sudo -n sshd -T").splitlines()
 
         # What libvirt holds: the domain as the program defined it, network, pool, volumes.
         live = ElementTree.fromstring(host.virsh("dumpxml", domain).stdout)
