@@ -23,6 +23,7 @@ import pytest
 from pulumi import automation
 
 from kubestrata import pulumi_cli
+from tests.pulumi import world
 
 STACK = "engine-test"
 REAL_PULUMI_HOME = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".pulumi"
@@ -38,20 +39,9 @@ def built_root() -> Path:
 @pytest.fixture
 def isolated(monkeypatch, tmp_path) -> Path:
     """tmp_path as Pulumi's whole world; returns the directory of the inline program's project."""
-    for name in ("home", "pulumi-home", "state", "tmp", "project"):
-        (tmp_path / name).mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    world.isolate(monkeypatch, tmp_path, "engine test")
+    (tmp_path / "state").mkdir()
     monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path / 'state'}")
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "engine test")
-    monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
-    monkeypatch.setenv("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
-    for name in ("PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN", "PULUMI_ORG_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PATH", ":".join(
-        d for d in os.environ["PATH"].split(":") if d and not any(
-            os.access(Path(d) / tool, os.X_OK) for tool in ("pulumi", pulumi_cli.LANGUAGE_HOST))))
     return tmp_path / "project"
 
 

@@ -9,15 +9,14 @@ libvirtd is needed: the stack's topology is refused by the program before any re
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
-from kubestrata import paths, playbook
+from kubestrata import paths
 from kubestrata.cli import main
+from tests.pulumi import world
 from tests.pulumi.test_engine import built_root  # noqa: F401 (fixture)
 
 STACK = "all-in-one"
@@ -25,32 +24,8 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKubestrataTestAdminKey00000000000000
 
 
 def make_project(tmp_path: Path, monkeypatch, config: dict) -> Path:
-    """tmp_path/project as a user's project directory with the stack file of config (on top of
-    the checkout's Pulumi.all-in-one.yaml), and Pulumi's and kubestrata's state in tmp_path."""
-    for name in ("home", "pulumi-home", "tmp", "project"):
-        (tmp_path / name).mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "kubestrata test")
-    monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
-    monkeypatch.setenv("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
-    for name in ("PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PATH", ":".join(      # the built CLI, as on a machine without pulumi
-        d for d in os.environ["PATH"].split(":")
-        if d and not os.access(Path(d) / "pulumi", os.X_OK)))
-    project = tmp_path / "project"
-    monkeypatch.setattr(paths, "PULUMI_PROJECT", project)
-    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
-    monkeypatch.setattr(paths, "INVENTORY_DIR", tmp_path / "inventories")
-    monkeypatch.setattr(playbook, "RUNS_DIR", tmp_path / "state" / "runs")
-    shutil.copy(paths.PROJECT_ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
-    (project / "infra").symlink_to(paths.PROJECT_ROOT / "infra")     # Pulumi.yaml's main
-    stack_file = yaml.safe_load((paths.PROJECT_ROOT / f"Pulumi.{STACK}.yaml").read_text())
-    stack_file["config"].update(config)
-    (project / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack_file))
-    return project
+    """A user's project directory in tmp_path with the stack file of config."""
+    return world.user_project(tmp_path, monkeypatch, STACK, config, "kubestrata test")
 
 
 @pytest.fixture

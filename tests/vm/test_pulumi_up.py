@@ -19,7 +19,6 @@ conntrack, ...) and the VMs have no route to a mirror.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -28,12 +27,12 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
-import yaml
 from pulumi import automation
 
-from kubestrata import orchestrate, paths, playbook, providers, pulumi_cli, remote, topology, vms
+from kubestrata import orchestrate, paths, providers, pulumi_cli, remote, topology, vms
 from kubestrata.cli import main
 from tests.harness import needs_root
+from tests.pulumi import world
 
 pytestmark = [pytest.mark.lab, needs_root]
 
@@ -69,28 +68,7 @@ def user_project(tmp_path, monkeypatch, libvirt_host, debian_image, ssh_agent) -
     missing = [c for c in ("go", "xsltproc", "mkisofs", "ssh") if shutil.which(c) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)}")
-    for name in ("home", "pulumi-home", "tmp", "project"):
-        (tmp_path / name).mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "pulumi up test")
-    monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
-    monkeypatch.setenv("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
-    for name in ("PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PATH", ":".join(      # the built CLI, as on a machine without pulumi
-        d for d in os.environ["PATH"].split(":") if d and not os.access(Path(d) / "pulumi",
-                                                                         os.X_OK)))
-    project = tmp_path / "project"
-    monkeypatch.setattr(paths, "PULUMI_PROJECT", project)
-    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
-    monkeypatch.setattr(paths, "INVENTORY_DIR", tmp_path / "inventories")
-    monkeypatch.setattr(playbook, "RUNS_DIR", tmp_path / "state" / "runs")
-    shutil.copy(paths.PROJECT_ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
-    (project / "infra").symlink_to(paths.PROJECT_ROOT / "infra")     # Pulumi.yaml's main
-    stack_file = yaml.safe_load((paths.PROJECT_ROOT / f"Pulumi.{STACK}.yaml").read_text())
-    stack_file["config"].update({
+    return world.user_project(tmp_path, monkeypatch, STACK, {
         "kubestrata:libvirtUri": libvirt_host.uri,
         "kubestrata:domainType": "qemu",
         "kubestrata:image": str(debian_image.disk),
@@ -98,9 +76,7 @@ def user_project(tmp_path, monkeypatch, libvirt_host, debian_image, ssh_agent) -
         "kubestrata:sshProxyCommand": libvirt_host.proxy_command(),
         "kubestrata:overrides": {"node_groups": {"node": {"memory_mib": MEMORY_MIB,
                                                           "cpus": 2}}},
-    })
-    (project / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack_file))
-    return project
+    }, "pulumi up test")
 
 
 def last_update(project: Path) -> dict:
