@@ -19,7 +19,7 @@ APT_PACKAGES=(
   cloud-image-utils                     # cloud-localds: the NoCloud seed of the VM boot test
   libvirt-daemon-system dnsmasq-base    # the libvirt boot test's private libvirtd (in a network namespace of
   iptables                              #   its own) and its NAT network's DNS and rules
-  genisoimage xsltproc                  # the libvirt provider runs mkisofs (cloud-init seeds) and xsltproc
+  genisoimage xsltproc                  # kubestrata runs mkisofs (cloud-init seeds), the libvirt provider xsltproc
                                         #   (the domain's console-log transform) where Pulumi runs
 )
 
@@ -74,7 +74,8 @@ check_go
 export PATH="$PWD/.venv/bin:$PATH"
 case "$command" in
   up)         exec kubestrata up "$@" ;;
-  test)       exec python -m pytest "$@" ;;
+  # Two workers by default (tests/scheduling.py keeps each lab's tests in one); -n 0 for one.
+  test)       exec python -m pytest -n "${KUBESTRATA_TEST_WORKERS:-2}" "$@" ;;
   kubestrata) exec kubestrata "$@" ;;
   *)          echo "setup.sh: unknown command $command; use up, test or kubestrata" >&2; exit 2 ;;
 esac

@@ -24,6 +24,25 @@ def site(request, tmp_path_factory):
         yield cluster
 
 
+def _site_of(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("site") if callspec and "site" in item.fixturenames else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """A topology's site lab goes down once the last of its tests has run, not when the session
+    ends: idle, its cluster would still load the machine while the other tests run (an 8-node
+    cluster did through the VM tests). The tests of a lab run one after another
+    (tests/scheduling.py, and pytest's ordering by parameter); one that needed it again would
+    bring it up again."""
+    name = _site_of(item)
+    if name is None or (nextitem is not None and _site_of(nextitem) == name):
+        return
+    for fixturedef in item._fixtureinfo.name2fixturedefs.get("site", ()):
+        fixturedef.finish(item._request)
+
+
 # ---- the layer checks (tests/*/checks): testinfra against any inventory ---------------------
 # `kubestrata verify NAME` runs them, or pytest directly:
 #   pytest tests/layers/checks tests/etcd/checks --hosts=ansible://all \
@@ -38,11 +57,25 @@ CHECKED_LAYERS = {"prepare": "every node", "runtime": "k8s_cluster", "cni": "k8s
 def pytest_configure(config):
     for layer, hosts in CHECKED_LAYERS.items():
         config.addinivalue_line("markers", f"{layer}: checks of the {layer} layer ({hosts})")
+    if not config.option.ansible_inventory and not hasattr(config, "workerinput"):
+        from tests.scheduling import Timing
+        config.pluginmanager.register(Timing(), "kubestrata-test-timing")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """The suite's tests in parallel, a lab's tests in one worker (tests/scheduling.py); the
+    layer checks against an inventory keep `kubestrata verify`'s own scheduler."""
+    if config.option.ansible_inventory:
+        return None
+    from tests.scheduling import LabScheduling
+    return LabScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
     if config.option.ansible_inventory:
         return
+    from tests.scheduling import check_site_groups
+    check_site_groups(items)
     skip = pytest.mark.skip(reason="layer checks need an inventory: `kubestrata verify NAME`, or "
                                    "--hosts=ansible://all --ansible-inventory=PATH")
     for item in items:

@@ -67,6 +67,17 @@ class Cluster:
         path.write_text(yaml.safe_dump(inventory, sort_keys=False))
         return path
 
+    def variables(self) -> dict:
+        """The lab settings and the test's PKI and backup directories."""
+        return {**LAB_VARS, "kubestrata_pki_dir": str(self.work / "pki"),
+                "etcd_backup_dir": str(self.backups)}
+
+    def variables_file(self) -> Path:
+        """variables() as a file, for `kubestrata up ... -e @FILE`."""
+        path = self.work / "variables.yml"
+        path.write_text(yaml.safe_dump(self.variables()))
+        return path
+
     def play(self, name: str | Path, inventory: Path | None = None, tags: list[str] | None = None,
              limit: str | None = None, **extravars) -> playbook.Result:
         """playbooks/NAME (or a playbook file) with the lab settings and the test's PKI and
@@ -75,8 +86,7 @@ class Cluster:
         path = name if isinstance(name, Path) else PLAYBOOK_DIR / name
         run_dir = self.work / "runs" / f"{self.runs:02d}-{path.stem}"
         run_dir.mkdir(parents=True)
-        variables = {**LAB_VARS, "kubestrata_pki_dir": str(self.work / "pki"),
-                     "etcd_backup_dir": str(self.backups), **extravars}
+        variables = {**self.variables(), **extravars}
         return playbook.run(path, inventory or self.inventory, tags=tags, extravars=variables,
                             limit=limit, run_dir=run_dir, out=lambda line: print(line, flush=True))
 
@@ -131,12 +141,27 @@ def ansible_playbook(playbook: Path, inventory_path: Path | str, extravars: dict
                           timeout=300)
 
 
+def molecule(role: str, **env: str) -> subprocess.CompletedProcess:
+    """`molecule test` of the role's default scenario, between two resets (molecule would
+    otherwise keep state and facts of an earlier run), with env added to the environment."""
+    def run(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV_BIN / "molecule"), command], cwd=PROJECT_ROOT / "roles" / role,
+                              capture_output=True, text=True, timeout=1200,
+                              env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+                                   "NO_COLOR": "1", **env})
+    run("reset")
+    try:
+        return run("test")
+    finally:
+        run("reset")
+
+
+def assert_passed(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+
+
 def molecule_test(role: str) -> None:
     """`molecule test` of a role's default scenario passes, and its lab is gone afterwards."""
-    result = subprocess.run([str(VENV_BIN / "molecule"), "test"], cwd=PROJECT_ROOT / "roles" / role,
-                            capture_output=True, text=True, timeout=1200,
-                            env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-                                 "NO_COLOR": "1"})
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert_passed(molecule(role))
     scenario = PROJECT_ROOT / "roles" / role / "molecule" / "default" / "lab" / "topology.yml"
     assert leftovers(Lab(topology.load(str(scenario)))) == []

@@ -33,15 +33,69 @@ def test_seed_is_the_nodes_own(name, keys):
         assert data["users"][0]["ssh_authorized_keys"] == [ADMIN_KEY]   # quoted intact
         assert data["ssh_keys"]["ed25519_private"] == host_keys[node.name].private
         assert data["ssh_keys"]["ed25519_public"] == host_keys[node.name].public
-        hosts = data["write_files"][0]["content"].splitlines()
-        for other in topo.nodes:
-            assert f"{other.address} {other.name}.{topo.domain} {other.name}" in hosts
+        [hosts] = data["write_files"]
+        assert hosts["path"] == "/etc/hosts" and data["manage_etc_hosts"] is False
+        assert [line for line in hosts["content"].splitlines() if "kubestrata" in line] == [
+            f"{node.address} {node.name}.{topo.domain} {node.name}"], "the node itself only"
         meta = yaml.safe_load(seed.meta_data)
-        assert meta == {"instance-id": vms.domain_name(topo, node), "local-hostname": node.name}
+        assert meta == {"instance-id": f"{vms.domain_name(topo, node)}-{seed.digest}",
+                        "local-hostname": node.name}
         ethernet = yaml.safe_load(seed.network_config)["ethernets"]["eth0"]
         assert ethernet["routes"] == [{"to": "default", "via": str(topo.gateway)}]
         assert "gateway4" not in ethernet, "deprecated: cloud-init 25 reports the boot degraded"
         assert ethernet["nameservers"]["addresses"] == [str(topo.gateway)]
+
+
+def test_scaling_leaves_the_other_nodes_seeds_as_they_are(keys):
+    """No seed names the other nodes (Ansible's prepare role writes /etc/hosts), so a new
+    worker changes no other node's seed, and no domain is replaced for it."""
+    two, three = (topology.load("single-master", {"node_groups": {"worker": {"count": count}}})
+                  for count in (2, 3))
+    host_keys = keys(three)
+    for node in two.nodes:
+        assert cloudinit.render(two, node, "kubestrata", ADMIN_KEY, host_keys[node.name]) == \
+            cloudinit.render(three, three.node(node.name), "kubestrata", ADMIN_KEY,
+                             host_keys[node.name]), node.name
+
+
+def test_the_instance_id_follows_the_seeds_content(keys):
+    """cloud-init runs its per-instance modules again when the instance-id changes: exactly
+    when the seed does."""
+    topo = topology.load("single-master")
+    host_keys = keys(topo)
+
+    def instance_id(node, admin_key=ADMIN_KEY, admin="kubestrata"):
+        seed = cloudinit.render(topo, topo.node(node), admin, admin_key, host_keys[node])
+        return yaml.safe_load(seed.meta_data)["instance-id"]
+    assert instance_id("cp-1") == instance_id("cp-1")
+    assert instance_id("cp-1").startswith("single-master-cp-1-")
+    assert instance_id("cp-1") != instance_id("worker-1")
+    assert instance_id("cp-1", admin_key=ADMIN_KEY.replace("me: #1", "other")) != instance_id("cp-1")
+    assert instance_id("cp-1", admin="operator") != instance_id("cp-1")
+    moved = topology.load("single-master", {"network": {"first_host": 40}})
+    assert cloudinit.render(moved, moved.node("cp-1"), "kubestrata", ADMIN_KEY,
+                            host_keys["cp-1"]).digest != cloudinit.render(
+        topo, topo.node("cp-1"), "kubestrata", ADMIN_KEY, host_keys["cp-1"]).digest
+
+
+@pytest.mark.skipif(shutil.which("isoinfo") is None, reason="needs isoinfo (genisoimage)")
+def test_the_seed_iso_is_private_and_nocloud_finds_it(keys, tmp_path):
+    topo = topology.load("all-in-one")
+    node = topo.nodes[0]
+    seed = cloudinit.render(topo, node, "kubestrata", ADMIN_KEY, keys(topo)[node.name])
+    iso = tmp_path / "private" / "node-1.iso"
+    seed.write_iso(iso)
+    assert stat.S_IMODE(iso.stat().st_mode) == 0o600
+    assert [p.name for p in iso.parent.iterdir()] == ["node-1.iso"], "no file is left beside it"
+    info = subprocess.run(["isoinfo", "-d", "-i", str(iso)], capture_output=True, text=True,
+                          check=True).stdout
+    assert "Volume id: cidata" in info                # NoCloud's label
+
+    def read(name):
+        return subprocess.run(["isoinfo", "-J", "-i", str(iso), "-x", f"/{name}"],
+                              capture_output=True, text=True, check=True).stdout
+    assert (read("user-data"), read("meta-data"), read("network-config")) == \
+        (seed.user_data, seed.meta_data, seed.network_config)
 
 
 def test_user_data_needs_no_internet_at_first_boot(keys):
@@ -125,3 +179,96 @@ def test_default_public_key_prefers_ed25519(tmp_path):
     assert vms.default_public_key(tmp_path) == "ssh-rsa AAAA rsa"
     (tmp_path / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAA ed\n")
     assert vms.default_public_key(tmp_path) == "ssh-ed25519 AAAA ed"
+
+
+# -- the host preflight: what the machine running Pulumi lacks, before anything is made --------
+
+@pytest.fixture
+def daemon(tmp_path):
+    """A unix socket that answers, as libvirtd's does; returns its path."""
+    import socket
+    path = tmp_path / "libvirt-sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    yield str(path)
+    server.close()
+
+
+def _settings(uri: str, **more) -> vms.Settings:
+    return vms.Settings(ssh_public_key=ADMIN_KEY, uri=uri, **more)
+
+
+def test_preflight_passes_on_a_ready_machine(daemon, monkeypatch):
+    monkeypatch.setattr(vms.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(vms, "host_routes", lambda: [])
+    assert vms.preflight(topology.load("all-in-one"),
+                         _settings(f"qemu:///system?socket={daemon}", domain_type="qemu")) == []
+
+
+def test_preflight_names_the_missing_tools(daemon, monkeypatch):
+    monkeypatch.setattr(vms.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(vms, "host_routes", lambda: [])
+    problems = vms.preflight(topology.load("all-in-one"),
+                             _settings(f"qemu:///system?socket={daemon}", domain_type="qemu"))
+    assert problems == [
+        "mkisofs: not found on this machine; kubestrata builds the VMs' cloud-init seeds with "
+        "it: apt-get install genisoimage",
+        "xsltproc: not found on this machine; the libvirt provider transforms the domains', "
+        "volumes' and pool's XML with it: apt-get install xsltproc"]
+
+
+def test_preflight_finds_a_daemon_missing_or_silent(tmp_path, monkeypatch):
+    import socket
+    monkeypatch.setattr(vms, "host_routes", lambda: [])
+    topo = topology.load("all-in-one")
+    missing = tmp_path / "none"
+    [problem] = vms.preflight(topo, _settings(f"qemu:///system?socket={missing}",
+                                              domain_type="qemu"))
+    assert problem.startswith(f"libvirt URI qemu:///system?socket={missing}: no libvirt daemon "
+                              f"on this machine ({missing} is missing)")
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(tmp_path / "silent"))              # the file is there, nobody listens
+    [problem] = vms.preflight(topo, _settings(f"qemu:///system?socket={tmp_path / 'silent'}",
+                                              domain_type="qemu"))
+    silent.close()
+    assert f"no daemon answers on {tmp_path / 'silent'} (Connection refused)" in problem
+    monkeypatch.setattr(vms, "SYSTEM_SOCKETS", (str(missing), str(tmp_path / "also-none")))
+    [problem] = vms.preflight(topo, _settings("qemu:///system", domain_type="qemu"))
+    assert f"({missing} or {tmp_path / 'also-none'} is missing)" in problem
+    # A remote hypervisor is the provider's to reach, a session daemon starts when asked.
+    assert vms.preflight(topo, _settings("qemu+ssh://admin@kvm2/system")) == []
+    assert vms.preflight(topo, _settings("qemu:///session", domain_type="qemu")) == []
+
+
+def test_preflight_wants_kvm_for_kvm_domains(daemon, monkeypatch):
+    monkeypatch.setattr(vms, "host_routes", lambda: [])
+    exists = vms.os.path.exists
+    monkeypatch.setattr(vms.os.path, "exists", lambda path: path != "/dev/kvm" and exists(path))
+    topo = topology.load("all-in-one")
+    [problem] = vms.preflight(topo, _settings(f"qemu:///system?socket={daemon}"))
+    assert problem.startswith("kubestrata:domainType: kvm, but this machine has no /dev/kvm")
+    assert vms.preflight(topo, _settings(f"qemu:///system?socket={daemon}",
+                                         domain_type="qemu")) == []
+
+
+def test_preflight_refuses_a_network_that_a_route_covers(daemon, monkeypatch, tmp_path):
+    topo = topology.load("all-in-one")                     # 10.40.1.0/24
+    routes = tmp_path / "route"
+    routes.write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"          # default
+        "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"          # 192.0.2.0/24
+        f"{vms.bridge_name(topo)}\t0001280A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        "wg0\t0000280A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n")          # 10.40.0.0/16
+    monkeypatch.setattr(vms, "ROUTES", routes)
+    assert [(device, str(net)) for device, net in vms.host_routes()] == [
+        ("eth0", "0.0.0.0/0"), ("eth0", "192.0.2.0/24"), (vms.bridge_name(topo), "10.40.1.0/24"),
+        ("wg0", "10.40.0.0/16")]
+    settings = _settings(f"qemu:///system?socket={daemon}", domain_type="qemu")
+    assert vms.preflight(topo, settings) == [
+        "network.cidr: 10.40.1.0/24 overlaps 10.40.0.0/16, routed to wg0 on this machine, and "
+        "libvirt would refuse the NAT network; choose a network.cidr that no route of this "
+        "machine covers"]
+    assert vms.preflight(topo, _settings(f"qemu:///system?socket={daemon}", domain_type="qemu",
+                                         bridge="br0")) == [], "a host bridge is the LAN's"

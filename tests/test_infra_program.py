@@ -22,14 +22,13 @@ import pytest
 import yaml
 from pulumi.runtime import mocks, settings
 
-from kubestrata import paths, topology, vms
+from kubestrata import paths, topology, vmimage, vms
 
 INFRA = paths.PROJECT_ROOT / "infra"
 GIB = 1024 ** 3
 ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKubestrataTestAdminKey0000000000000000 admin@test"
 DOMAIN = "libvirt:index/domain:Domain"
 VOLUME = "libvirt:index/volume:Volume"
-SEED = "libvirt:index/cloudInitDisk:CloudInitDisk"
 NETWORK = "libvirt:index/network:Network"
 PROVIDER = "pulumi:providers:libvirt"
 
@@ -37,6 +36,7 @@ PROVIDER = "pulumi:providers:libvirt"
 class Recorder(pulumi.runtime.Mocks):
     def __init__(self):
         self.resources: list[mocks.MockResourceArgs] = []
+        self.options: dict[str, dict] = {}      # replacement options by resource name
 
     def new_resource(self, args):
         self.resources.append(args)
@@ -46,10 +46,22 @@ class Recorder(pulumi.runtime.Mocks):
         return {}, None
 
 
+class OptionsMonitor(mocks.MockMonitor):
+    """The mocks' monitor, keeping also each resource's replacement options."""
+
+    def RegisterResource(self, request):
+        self.mocks.options[request.name] = {
+            "delete_before_replace": request.deleteBeforeReplace,
+            "replace_on_changes": list(request.replaceOnChanges), "protect": request.protect,
+            "ignore_changes": list(request.ignoreChanges)}
+        return super().RegisterResource(request)
+
+
 @dataclass
 class Run:
     resources: list[mocks.MockResourceArgs]
     outputs: dict
+    options: dict[str, dict]
 
     def of_type(self, typ: str) -> dict[str, mocks.MockResourceArgs]:
         return {r.name: r for r in self.resources if r.typ == typ}
@@ -58,6 +70,11 @@ class Run:
         """Domain inputs by node name."""
         by_domain_name = {r.inputs["name"]: r.inputs for r in self.of_type(DOMAIN).values()}
         return {n.name: by_domain_name[vms.domain_name(topo, n)] for n in topo.nodes}
+
+    def seeds(self, topo) -> dict[str, mocks.MockResourceArgs]:
+        """The seed volume of each node."""
+        volumes = self.of_type(VOLUME)
+        return {n.name: volumes[f"{n.name}-seed"] for n in topo.nodes}
 
 
 def stack_config(stack: str) -> dict[str, str]:
@@ -74,12 +91,14 @@ def stack_topology(stack: str, overrides: dict | None = None):
 
 
 def run_program(stack: str, extra: dict | None = None, preview: bool = False,
-                recorder: Recorder | None = None) -> Run:
+                recorder: Recorder | None = None, stack_name: str | None = None) -> Run:
+    """infra/ with stack's stack file (extra on top), as stack stack_name (default: stack)."""
     config = {**stack_config(stack), "kubestrata:sshPublicKey": ADMIN_KEY, **(extra or {})}
     pulumi.runtime.set_all_config(config)
     settings.set_root_resource(None)
     recorder = recorder or Recorder()
-    mocks.set_mocks(recorder, project="kubestrata", stack=stack, preview=preview)
+    mocks.set_mocks(recorder, project="kubestrata", stack=stack_name or stack, preview=preview,
+                    monitor=OptionsMonitor(recorder))
     outputs: dict = {}
 
     @pulumi.runtime.test
@@ -88,21 +107,57 @@ def run_program(stack: str, extra: dict | None = None, preview: bool = False,
         return pulumi.Output.all(**settings.get_root_resource().outputs).apply(outputs.update)
 
     program()
-    return Run(recorder.resources, outputs)
+    return Run(recorder.resources, outputs, recorder.options)
+
+
+PREFLIGHT, FETCH = vms.preflight, vmimage.fetch
 
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
     monkeypatch.setattr(paths, "INVENTORY_DIR", tmp_path / "inventories")
+    # No libvirtd here: this machine passes the host preflight (tests/test_cloudinit.py), and
+    # has the image in its cache (tests/test_vmimage.py downloads one).
+    monkeypatch.setattr(vms, "preflight", lambda topology, settings: [])
+    monkeypatch.setattr(vmimage, "fetch", lambda url, checksum, log: vmimage.cached(url, checksum))
+
+
+def test_an_image_that_cannot_be_had_stops_the_program_before_anything_is_made(monkeypatch):
+    monkeypatch.setattr(vmimage, "fetch", FETCH)
+    unreachable = {"kubestrata:image": "http://127.0.0.1:9/debian.qcow2",
+                   "kubestrata:imageChecksum": "sha256:" + "0" * 64}
+    recorder = Recorder()
+    with pytest.raises(pulumi.RunError, match=r"^kubestrata:image: http://127.0.0.1:9/debian.qcow2 "
+                                              r"cannot be downloaded \(.*refused\)"):
+        run_program("all-in-one", unreachable, recorder=recorder)
+    assert recorder.resources == []
+    run_program("all-in-one", unreachable, preview=True)       # a preview downloads nothing
+
+
+def test_what_this_machine_lacks_stops_the_program_before_anything_is_made(monkeypatch):
+    monkeypatch.setattr(vms, "preflight", PREFLIGHT)
+    recorder = Recorder()
+    with pytest.raises(pulumi.RunError, match=r"libvirt URI qemu:///system\?socket=/nonexistent: "
+                                              "no libvirt daemon on this machine"):
+        run_program("all-in-one", {"kubestrata:libvirtUri": "qemu:///system?socket=/nonexistent",
+                                   "kubestrata:domainType": "qemu"}, recorder=recorder)
+    assert recorder.resources == []
+    assert not paths.STATE_DIR.exists()
+
+
+def base_volumes(run: Run) -> list[mocks.MockResourceArgs]:
+    return [v for name, v in run.of_type(VOLUME).items() if name.endswith("-base-image")]
+
+
+def seed_file(seed: mocks.MockResourceArgs, name: str) -> str:
+    """A file of the seed ISO the program made (user-data, meta-data or network-config)."""
+    return subprocess.run(["isoinfo", "-J", "-i", seed.inputs["source"], "-x", f"/{name}"],
+                          capture_output=True, text=True, check=True).stdout
 
 
 def user_data(seed: mocks.MockResourceArgs) -> str:
-    value = seed.inputs["userData"]
-    rpc = pulumi.runtime.rpc
-    assert isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig, \
-        f"{seed.name}: user-data holds a private host key and must be a Pulumi secret"
-    return value["value"]
+    return seed_file(seed, "user-data")
 
 
 @pytest.mark.parametrize("stack", topology.NAMES)
@@ -141,10 +196,10 @@ def test_addresses_are_unique_inside_the_network_and_match_the_inventory(stack):
     topo = stack_topology(stack)
     run = run_program(stack)
     inventory_hosts = yaml.safe_load(run.outputs["inventory"])["all"]["hosts"]
-    seeds = run.of_type(SEED)
+    seeds = run.seeds(topo)
     addresses = {}
     for node in topo.nodes:
-        config = yaml.safe_load(seeds[f"{node.name}-cloud-init"].inputs["networkConfig"])
+        config = yaml.safe_load(seed_file(seeds[node.name], "network-config"))
         interface = ipaddress.ip_interface(config["ethernets"]["eth0"]["addresses"][0])
         assert interface.network == topo.network
         addresses[node.name] = str(interface.ip)
@@ -154,6 +209,7 @@ def test_addresses_are_unique_inside_the_network_and_match_the_inventory(stack):
     network = next(iter(run.of_type(NETWORK).values())).inputs
     assert network["addresses"] == [str(topo.network)]
     assert network["mode"] == "nat"
+    assert network["bridge"] == vms.bridge_name(topo)         # its route is the network's own
     assert {h["hostname"]: h["ip"] for h in network["dns"]["hosts"]} == addresses
 
 
@@ -162,12 +218,13 @@ def test_each_disk_is_a_copy_on_write_volume_of_the_base_image(stack):
     topo = stack_topology(stack)
     run = run_program(stack)
     volumes = run.of_type(VOLUME)
-    bases = [v for v in volumes.values() if "source" in v.inputs]
+    bases = base_volumes(run)
     assert len(bases) == 1
-    assert bases[0].inputs["source"] == stack_config(stack).get("kubestrata:image",
-                                                                vms.DEFAULT_IMAGE)
+    image = stack_config(stack).get("kubestrata:image", vms.DEFAULT_IMAGE)
+    assert bases[0].inputs["source"] == str(vmimage.cached(image, None))   # downloaded here
+    assert bases[0].inputs["name"] == "debian-13-generic-amd64.qcow2"
     for node, domain in run.domains(topo).items():
-        [disk] = domain["disks"]
+        disk, _ = domain["disks"]
         volume = volumes[f"{node}-disk"]
         assert disk["volumeId"] == f"{volume.name}-id"
         assert volume.inputs["baseVolumeId"] == f"{bases[0].name}-id"
@@ -179,11 +236,15 @@ def test_each_disk_is_a_copy_on_write_volume_of_the_base_image(stack):
 def test_cloud_init_carries_key_static_address_and_no_password(stack):
     topo = stack_topology(stack)
     run = run_program(stack)
-    seeds = run.of_type(SEED)
+    seeds = run.seeds(topo)
     known_hosts = vms.known_hosts_path(topo).read_text().splitlines()
     for node, domain in run.domains(topo).items():
-        seed = seeds[f"{node}-cloud-init"]
-        assert domain["cloudinit"] == f"{seed.name}-id"
+        seed = seeds[node]
+        assert domain["disks"][1] == {"volumeId": f"{seed.name}-id"}
+        assert seed.inputs["source"] == str(vms.seed_path(topo, topo.node(node)))
+        assert seed.inputs["format"] == "raw"
+        instance_id = yaml.safe_load(seed_file(seed, "meta-data"))["instance-id"]
+        assert seed.inputs["name"] == f"{node}-seed-{instance_id.rsplit('-', 1)[1]}.iso"
         data = yaml.safe_load(user_data(seed))
         [admin] = data["users"]
         assert admin["ssh_authorized_keys"] == [ADMIN_KEY]
@@ -192,9 +253,9 @@ def test_cloud_init_carries_key_static_address_and_no_password(stack):
         assert data["hostname"] == node
         assert f"{node},{node}.{topo.domain},{topo.node(node).address} " \
                f"{data['ssh_keys']['ed25519_public']}" in known_hosts
-        ethernet = yaml.safe_load(seed.inputs["networkConfig"])["ethernets"]["eth0"]
+        ethernet = yaml.safe_load(seed_file(seed, "network-config"))["ethernets"]["eth0"]
         assert ethernet["addresses"] == [f"{topo.node(node).address}/{topo.network.prefixlen}"]
-        assert ethernet["match"]["macaddress"] == domain["networkInterfaces"][0]["mac"]
+        assert ethernet["match"]["macaddress"] == domain["networkInterfaces"][0]["mac"].lower()
 
 
 def _password_keys(value) -> list[str]:
@@ -260,7 +321,7 @@ def test_one_provider_per_hypervisor_uri():
             assert resource.provider.endswith(provider_of[uri]), resource.name
             assert resource.inputs["networkInterfaces"][0]["bridge"] == "br0"
     assert not run.of_type(NETWORK), "bridged nodes need no libvirt network"
-    assert len([r for r in run.resources if "source" in r.inputs]) == 2, "a base image per host"
+    assert len(base_volumes(run)) == 2, "a base image per host"
 
 
 def test_editing_a_uris_parameters_renames_no_resource():
@@ -332,6 +393,10 @@ def test_inventory_and_known_hosts_land_next_to_each_other(stack):
         assert run.outputs["ssh"][name].endswith(
             f"-o StrictHostKeyChecking=yes kubestrata@{topo.node(name).address}")
     assert len((directory / "known_hosts").read_text().splitlines()) == len(topo.nodes)
+    for node in topo.nodes:           # where `kubestrata console` finds the serial console
+        host = written["all"]["hosts"][node.name]
+        assert (host["libvirt_uri"], host["libvirt_domain"]) == (
+            "qemu:///system", f"{topo.name}-{node.name}")
 
 
 def test_a_preview_writes_no_inventory():
@@ -344,13 +409,16 @@ def test_host_keys_are_stable_across_runs_and_kept_private():
     second = run_program("multi-master")
     def public_keys(run):
         return {name: yaml.safe_load(user_data(seed))["ssh_keys"]["ed25519_public"]
-                for name, seed in run.of_type(SEED).items()}
+                for name, seed in run.seeds(stack_topology("multi-master")).items()}
     assert public_keys(first) == public_keys(second)
-    assert len(set(public_keys(first).values())) == len(first.of_type(SEED))
+    assert len(set(public_keys(first).values())) == len(stack_topology("multi-master").nodes)
     state = vms.state_dir("multi-master")
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    for key_file in state.iterdir():
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key_files = list(state.glob("*_ed25519"))
+    assert len(key_files) == len(stack_topology("multi-master").nodes)
+    for private_file in [*key_files, *state.glob("seeds/*.iso")]:
+        assert stat.S_IMODE(private_file.stat().st_mode) == 0o600
+    for key_file in key_files:
         assert key_file.read_text() not in json.dumps(first.outputs)
 
 
@@ -416,9 +484,98 @@ def test_the_console_log_transform_adds_a_log_to_the_serial_console_only(tmp_pat
     assert devices.find("channel/log") is None
 
 
+# The XML the provider gives libvirt for a volume and a pool (terraform-provider-libvirt 0.8).
+PROVIDER_VOLUME_XML = """<volume><name>node-1.qcow2</name><capacity unit="bytes">1</capacity>
+<target><format type="qcow2"></format><permissions><mode>644</mode></permissions></target>
+<backingStore><path>/p/base.qcow2</path><format type="qcow2"></format></backingStore></volume>"""
+PROVIDER_POOL_XML = """<pool type="dir"><name>kubestrata-x</name>
+<target><path>/var/lib/libvirt/images/kubestrata-x</path></target></pool>"""
+
+
+def _transform(tmp_path, stylesheet: str, document: str):
+    import xml.etree.ElementTree as ElementTree
+    (tmp_path / "t.xsl").write_text(stylesheet)
+    (tmp_path / "d.xml").write_text(document)
+    return ElementTree.fromstring(subprocess.run(
+        ["xsltproc", str(tmp_path / "t.xsl"), str(tmp_path / "d.xml")],
+        capture_output=True, text=True, check=True).stdout)
+
+
+@pytest.mark.skipif(shutil.which("xsltproc") is None, reason="needs xsltproc (apt-get install "
+                    "xsltproc), which the libvirt provider runs for xml.xslt")
+def test_volumes_are_0600_and_the_pool_0711_on_the_hypervisor(tmp_path):
+    """The provider makes volumes 0644, and a seed holds its node's private host key."""
+    run = run_program("single-master")
+    volumes = run.of_type(VOLUME)
+    assert len(volumes) == 1 + 2 * len(stack_topology("single-master").nodes)
+    [pool] = run.of_type("libvirt:index/pool:Pool").values()
+    [volume_xslt] = {v.inputs["xml"]["xslt"] for v in volumes.values()}
+    volume = _transform(tmp_path, volume_xslt, PROVIDER_VOLUME_XML)
+    assert volume.find("target/permissions/mode").text == "0600"
+    assert volume.find("target/format").get("type") == "qcow2"
+    assert volume.find("backingStore/path").text == "/p/base.qcow2"
+    pool_xml = _transform(tmp_path, pool.inputs["xml"]["xslt"], PROVIDER_POOL_XML)
+    assert pool_xml.find("target/permissions/mode").text == "0711"
+    assert pool_xml.find("target/path").text == "/var/lib/libvirt/images/kubestrata-x"
+
+
+def test_no_private_key_reaches_pulumis_state():
+    """The seed goes to Pulumi as the path of an ISO made here, not as its content."""
+    run = run_program("multi-master")
+    assert "PRIVATE KEY" not in json.dumps([r.inputs for r in run.resources], default=str)
+    assert all("PRIVATE KEY" in user_data(seed)
+               for seed in run.seeds(stack_topology("multi-master")).values())
+
+
+def test_a_new_seed_or_network_replaces_the_domain_the_old_one_first():
+    topo = stack_topology("single-master")
+    run = run_program("single-master")
+    for node in topo.nodes:
+        assert run.options[f"{node.name}-domain"] == {
+            "delete_before_replace": True, "replace_on_changes": ["networkInterfaces"],
+            "protect": False, "ignore_changes": []}
+        # As a refresh reads them back: no replacement for a letter's case or the ISO's format.
+        assert run.domains(topo)[node.name]["networkInterfaces"][0]["mac"] == \
+            vms.mac_address(topo, node).upper()
+        assert run.options[f"{node.name}-seed"]["ignore_changes"] == ["format"]
+
+    def names(run, kind):
+        return {node: run.of_type(VOLUME)[f"{node}-{kind}"].inputs["name"]
+                for node in ("cp-1", "worker-1", "worker-2")}
+    # Another admin key: every seed is new (the domains' disks change: a new domain each).
+    rekeyed = run_program("single-master", {"kubestrata:sshPublicKey": ADMIN_KEY + "2"})
+    assert all(names(rekeyed, "seed")[n] != names(run, "seed")[n] for n in names(run, "seed"))
+    assert names(rekeyed, "disk") == names(run, "disk")
+    # A third worker: the other nodes' seeds stay as they are.
+    scaled = run_program("single-master", {"kubestrata:overrides": json.dumps(
+        {"node_groups": {"worker": {"count": 3}}})})
+    assert names(scaled, "seed") == names(run, "seed")
+
+
+def test_protect_disks_protects_the_etcd_and_control_plane_disks_only():
+    topo = stack_topology("multi-master")
+    assert not any(options["protect"] for options in run_program("multi-master").options.values())
+    protected = run_program("multi-master", {"kubestrata:overrides": json.dumps(
+        {"protect_disks": True})}).options
+    assert sorted(name for name, options in protected.items() if options["protect"]) == sorted(
+        f"{n.name}-disk" for n in topo.nodes if n.has("etcd") or n.has("control_plane"))
+    assert topo.with_role("worker") and topo.with_role("etcd") != topo.with_role("control_plane")
+
+
+def test_a_stack_named_otherwise_than_its_topology_is_refused():
+    """VMs, host keys and the inventory follow the topology's name; a second stack of one
+    topology would share them."""
+    recorder = Recorder()
+    with pytest.raises(pulumi.RunError, match="pulumi stack dev: runs topology all-in-one, .*"
+                                              r"\(pulumi stack select all-in-one\)"):
+        run_program("all-in-one", recorder=recorder, stack_name="dev")
+    assert recorder.resources == []
+    assert not paths.STATE_DIR.exists(), "no host key is made for it"
+
+
 def _base_volume(run: Run) -> dict:
-    [base] = [v.inputs for v in run.of_type(VOLUME).values() if "source" in v.inputs]
-    return base
+    [base] = base_volumes(run)
+    return base.inputs
 
 
 @pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (qemu-utils)")
@@ -470,3 +627,35 @@ def test_ssh_proxy_command_reaches_the_inventory_and_the_ssh_lines():
 def test_ssh_proxy_command_without_the_host_is_refused():
     with pytest.raises(pulumi.RunError, match="kubestrata:sshProxyCommand: .* %h"):
         run_program("all-in-one", {"kubestrata:sshProxyCommand": "nc 10.0.0.1 22"})
+
+
+# -- a node's machine replaced (kubestrata replace, issue 13 §3) -------------------------------
+
+def test_a_renewed_node_gets_a_new_disk_and_a_seed_with_a_new_host_key():
+    """vms.renew: the node's disk is named anew (the provider makes a new volume for a new
+    name) and its seed carries a new host key, so its domain is new too (on new disks, the old
+    one deleted first: the test above); nothing else changes."""
+    topo = stack_topology("ha-external-etcd")
+
+    def machines() -> dict[str, tuple[str, str, str]]:
+        """Each node's disk and seed volume names and host key (read now: the seed ISO is
+        rewritten by the next run)."""
+        run = run_program("ha-external-etcd")
+        volumes = run.of_type(VOLUME)
+        return {n.name: (volumes[f"{n.name}-disk"].inputs["name"],
+                         volumes[f"{n.name}-seed"].inputs["name"],
+                         yaml.safe_load(user_data(run.seeds(topo)[n.name]))["ssh_keys"][
+                             "ed25519_public"]) for n in topo.nodes}
+    before = machines()
+    vms.renew("ha-external-etcd", "cp-2")
+    after = machines()
+    vms.renew("ha-external-etcd", "cp-2")
+    again = machines()
+    assert [m["cp-2"][0] for m in (before, after, again)] == \
+        ["cp-2.qcow2", "cp-2-r1.qcow2", "cp-2-r2.qcow2"]
+    assert len({m["cp-2"][1] for m in (before, after, again)}) == 3, "new seeds"
+    assert len({m["cp-2"][2] for m in (before, after, again)}) == 3, "new host keys"
+    known_hosts = vms.known_hosts_path(topo).read_text()
+    assert again["cp-2"][2] in known_hosts and before["cp-2"][2] not in known_hosts
+    assert {n: m for n, m in again.items() if n != "cp-2"} == \
+        {n: m for n, m in before.items() if n != "cp-2"}

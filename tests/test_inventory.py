@@ -42,6 +42,16 @@ def test_cluster_vars_come_from_the_topology():
     assert v["container_runtime"] == "containerd" and v["cni_plugin"] == "bridge"
 
 
+def test_security_settings_reach_the_cluster_vars_with_their_defaults():
+    on = inventory.render(topology.load("single-master"))["all"]["vars"]
+    assert (on["secrets_encryption"], on["audit_log"]) == (True, True)
+    off = inventory.render(topology.load("all-in-one", {"security": {"audit_log_max_backups": None}}))
+    assert {k: v for k, v in off["all"]["vars"].items()
+            if k.startswith(("secrets_", "audit_"))} == {
+        "secrets_encryption": False, "audit_log": False, "audit_log_max_age_days": 30,
+        "audit_log_max_backups": 10, "audit_log_max_size_mib": 100}
+
+
 def test_connection_vars_are_merged_per_host_and_for_all():
     t = topology.load("single-master")
     inv = inventory.render(t, connection={"cp-1": {"ansible_host": "127.0.0.1", "ansible_port": 2222}},

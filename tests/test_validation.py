@@ -37,7 +37,7 @@ CASES = [
      "minimum of 2 for a control_plane node"),
     ("single-master", {"node_groups": {"cp": {"memory_mib": 1024}}}, "node_groups[0].memory_mib",
      "minimum of 1700"),
-    ("single-master", {"node_groups": {"worker": {"roles": ["wroker"]}}}, "node_groups[1].roles",
+    ("single-master", {"node_groups": {"worker": {"roles": ["wroker"]}}}, "node_groups[1].roles[0]",
      "unknown role 'wroker'"),
     ("single-master", {"runtime": "docker"}, "runtime", "containerd, cri-o"),
     ("single-master", {"cni": "weave"}, "cni", "bridge, flannel, calico"),

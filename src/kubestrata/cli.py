@@ -189,10 +189,40 @@ def cmd_up(args) -> int:
     from kubestrata import orchestrate
     t = _load(args)
     provider = provider_for(args.provider, t)
-    phases = orchestrate.up_phases(t, provider, **_playbook_options(args))
     with provider.exclusive(args.command_line):
+        try:
+            retire = orchestrate.retiring_nodes(t, provider.inventory_path())
+        except orchestrate.RetireRefused as exc:
+            print(f"kubestrata: {exc}; nothing was changed", file=sys.stderr)
+            return 1
+        if retire and not _confirmed(
+                args, f"up would remove {', '.join(retire)}, which the topology no longer has",
+                f"Drain {', '.join(retire)}, delete from the cluster and destroy?"):
+            return 1
+        phases = orchestrate.up_phases(t, provider, plan=args.plan, retire=retire,
+                                       **_playbook_options(args))
         _out(f"{t.name}: {len(t.nodes)} nodes on {provider.name}; topology valid")
         return _run_phases(t, provider, phases)
+
+
+def cmd_plan(args) -> int:
+    from kubestrata import orchestrate
+    t = _load(args)
+    provider = provider_for(args.provider, t)
+    phase = orchestrate.plan_phase(provider, **_playbook_options(args))
+    with provider.exclusive(args.command_line):
+        if not provider.inventory_path().exists():
+            print(f"kubestrata: no {provider.name} inventory for {t.name}; run `kubestrata up` "
+                  "first", file=sys.stderr)
+            return 1
+        _out(f"{t.name}: what a re-run of the layers would change on its {len(t.nodes)} nodes "
+             "(Ansible's check mode: nothing is changed)")
+        try:
+            orchestrate.execute([phase], out=_out)
+        except orchestrate.PhaseFailed as exc:
+            print(f"kubestrata: {exc}", file=sys.stderr)
+            return 1
+    return 0
 
 
 def cmd_upgrade(args) -> int:
@@ -232,13 +262,52 @@ def cmd_kubectl(args) -> int:
     return subprocess.call(provider.kubectl_argv(kubectl, args_))
 
 
+def cmd_console(args) -> int:
+    """The node's console: virsh console of its domain (libvirt), a root shell (lab)."""
+    argv = provider_for(args.provider, _load(args)).console_argv(args.node)
+    if shutil.which(argv[0]) is None:
+        raise ProviderError(f"{argv[0]} is not installed on this machine (virsh: apt-get "
+                            "install libvirt-clients)")
+    print(shlex.join(argv), file=sys.stderr, flush=True)
+    return subprocess.call(argv)
+
+
+def cmd_rotate_secrets_key(args) -> int:
+    from kubestrata import orchestrate
+    t = _load(args)
+    if not t.security.secrets_encryption:
+        print(f"kubestrata: Secrets encryption is off in {t.name}: turn it on (security: "
+              f"secrets_encryption: true) and run `kubestrata up {t.reference}` first",
+              file=sys.stderr)
+        return 1
+    provider = provider_for(args.provider, t)
+    key = args.key or time.strftime("key-%Y%m%dT%H%M%SZ", time.gmtime())
+    options = _playbook_options(args)
+    options["extravars"] = {**options["extravars"], "kubeadm_secrets_encryption_key": key}
+    phases = orchestrate.layer_phases(t, provider, "secrets-key-rotate.yml",
+                                      checked=("kubernetes",), **options)
+    with provider.exclusive(args.command_line):
+        if _inventory(args, t) is None:
+            return 1
+        _out(f"{t.name}: the Secrets encryption key becomes {key}")
+        return _run_phases(t, provider, phases)
+
+
+def _inventory(args, t) -> Path | None:
+    """The provider's inventory of the topology, or None after saying there is none."""
+    inventory = provider_for(args.provider, t).inventory_path()
+    if inventory.exists():
+        return inventory
+    print(f"kubestrata: no {args.provider} inventory for {t.name}; bring it up first",
+          file=sys.stderr)
+    return None
+
+
 def cmd_verify(args) -> int:
     from kubestrata import playbook, verify
     t = _load(args)
-    inventory = provider_for(args.provider, t).inventory_path()
-    if not inventory.exists():
-        print(f"kubestrata: no {args.provider} inventory for {t.name}; bring it up first",
-              file=sys.stderr)
+    inventory = _inventory(args, t)
+    if inventory is None:
         return 1
     layers = args.layers.split(",") if args.layers else list(verify.LAYERS)
     unknown = [layer for layer in layers if layer not in verify.LAYERS]
@@ -247,7 +316,7 @@ def cmd_verify(args) -> int:
               file=sys.stderr)
         return 2
     junit = playbook.new_run_dir("verify") / "junit.xml"
-    collector = verify.run(inventory, layers, junit)
+    collector = verify.run(inventory, layers, junit, [n.name for n in t.nodes])
     for line in verify.report(collector, layers, [n.name for n in t.nodes]):
         print(line)
     print(f"JUnit XML: {junit}")
@@ -255,6 +324,33 @@ def cmd_verify(args) -> int:
         print("kubestrata: no check ran; is the inventory right?", file=sys.stderr)
         return 1
     return 1 if collector.failures else 0
+
+
+def cmd_certs(args) -> int:
+    from kubestrata import certs
+    t = _load(args)
+    inventory = _inventory(args, t)
+    if inventory is None:
+        return 1
+    try:
+        found = certs.read(inventory)
+    except certs.CertsError as exc:
+        print(f"kubestrata: {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        print(f"kubestrata: no certificate on the nodes of {t.name}; is it installed?",
+              file=sys.stderr)
+        return 1
+    lines, expiring = certs.report(found, within_days=args.within_days)
+    for line in lines:
+        print(line)
+    if expiring:
+        print(f"{len(expiring)} certificates expire within {args.within_days} days: "
+              f"`kubestrata up {t.reference}` renews kubeadm's and etcd's (within "
+              f"{certs.RENEW_DAYS} days of expiry)")
+        return 1
+    print(f"every certificate is valid for {args.within_days} days or more")
+    return 0
 
 
 def _confirmed(args, what: str, question: str) -> bool:
@@ -301,6 +397,52 @@ def cmd_reset(args) -> int:
     print(f"{t.name}: {'node ' + args.node if args.node else 'cluster'} reset; `{again}` "
           f"{'joins it again' if args.node else 'makes a new cluster'}")
     return 0
+
+
+def cmd_replace(args) -> int:
+    from kubestrata import replace, vms
+    from kubestrata.inventory import read_groups
+    t = _load(args)
+    names = [n.name for n in t.nodes]
+    if args.node not in names:
+        print(f"kubestrata: {args.node} is not a node of {t.name}; its nodes are "
+              f"{', '.join(names)}", file=sys.stderr)
+        return 2
+    if args.provider == "libvirt" and vms.disk_protected(t, t.node(args.node)):
+        print(f"kubestrata: protect_disks is on, so Pulumi will not replace the disk of "
+              f"{args.node}; set it to false in the topology for the replace; nothing was "
+              "changed", file=sys.stderr)
+        return 1
+    provider = provider_for(args.provider, t)
+    inventory = _inventory(args, t)
+    if inventory is None:
+        return 1
+    options = _playbook_options(args)
+    with provider.exclusive(args.command_line):
+        started = time.monotonic()
+        _out(f"{'probe':<10} {t.name}: asking the nodes how they are ...")
+        groups = read_groups(inventory)
+        try:
+            health = replace.probe(inventory, args.node)
+            _out(f"{'probe':<10} {replace.describe(health, groups, args.node)}")
+            chosen = replace.plan(groups, args.node, health)
+        except replace.Refused as exc:
+            print(f"kubestrata: {exc}; nothing was changed", file=sys.stderr)
+            return 1
+        if not _confirmed(args, f"replace takes {args.node} out of the cluster and destroys its "
+                                "machine", f"Take {args.node} out of {t.name}, destroy its "
+                                           "machine and make a new one?"):
+            return 1
+        old_key = replace.host_key(provider.known_hosts_path(), args.node)
+        code = _run_phases(t, provider, replace.phases(t, provider, chosen, **options))
+        if code == 0:
+            new_key = replace.host_key(provider.known_hosts_path(), args.node)
+            print(f"{args.node}: replaced in {time.monotonic() - started:.0f} s; a new machine, "
+                  f"SSH host key {new_key} (was {old_key or 'unknown'})")
+        else:
+            print(f"kubestrata: run `{args.command_line}` again to finish: it takes out what "
+                  f"is left of {args.node} and makes it anew", file=sys.stderr)
+    return code
 
 
 def cmd_down(args) -> int:
@@ -429,8 +571,17 @@ def parser() -> argparse.ArgumentParser:
 
     up = with_topology(sub.add_parser("up", help="machines, layers and checks: a working cluster"))
     up.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    up.add_argument("--yes", action="store_true",
+                    help="remove the workers the topology no longer has without asking")
+    up.add_argument("--plan", action="store_true",
+                    help="print what the layers would change (check mode) before changing it")
     with_playbook_options(up)
     up.set_defaults(func=cmd_up)
+    pl = with_topology(sub.add_parser(
+        "plan", help="what a re-run of the layers would change, per layer and node (check mode)"))
+    pl.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    with_playbook_options(pl)
+    pl.set_defaults(func=cmd_plan)
     upg = with_topology(sub.add_parser(
         "upgrade", help="upgrade to the topology's versions (playbooks/upgrade.yml), then verify"))
     upg.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
@@ -441,10 +592,32 @@ def parser() -> argparse.ArgumentParser:
     kc.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     kc.add_argument("kubectl_args", nargs=argparse.REMAINDER, help="kubectl's arguments, after --")
     kc.set_defaults(func=cmd_kubectl)
+    con = with_topology(sub.add_parser(
+        "console", help="a node's console: virsh console of its VM (libvirt), a shell (lab)"))
+    con.add_argument("node")
+    con.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    con.set_defaults(func=cmd_console)
     ver = with_topology(sub.add_parser("verify", help="check every layer on every node"))
     ver.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     ver.add_argument("--layers", help="comma-separated layers to check (default: all)")
     ver.set_defaults(func=cmd_verify)
+    rot = with_topology(sub.add_parser(
+        "rotate-secrets-key", help="a new key for the Secrets at rest: added, made the one that "
+                                   "encrypts, every Secret rewritten, the old key retired; then "
+                                   "verify the Kubernetes layer"))
+    rot.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    rot.add_argument("--key", help="the new key's name (default key-UTCSTAMP); the same name again "
+                                   "finishes an interrupted rotation")
+    with_playbook_options(rot)
+    rot.set_defaults(func=cmd_rotate_secrets_key)
+    from kubestrata.certs import RENEW_DAYS
+    ct = with_topology(sub.add_parser(
+        "certs", help="every certificate on every node and when it expires"))
+    ct.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    ct.add_argument("--within-days", type=int, default=RENEW_DAYS, metavar="DAYS",
+                    help=f"exit 1 when a certificate expires within DAYS (default {RENEW_DAYS}, "
+                         "when up renews them)")
+    ct.set_defaults(func=cmd_certs)
     rs = with_topology(sub.add_parser(
         "reset", help="remove Kubernetes from the nodes (playbooks/reset.yml); machines stay"))
     rs.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
@@ -454,6 +627,14 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rs.add_argument("--verbose", action="store_true", help="stream Ansible's own output")
     rs.set_defaults(func=cmd_reset)
+    rp = with_topology(sub.add_parser(
+        "replace", help="replace a node's machine by a new one (a dead etcd member, control "
+                        "plane or worker), the cluster serving throughout"))
+    rp.add_argument("node", help="the node to replace, e.g. etcd-2")
+    rp.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
+    rp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    with_playbook_options(rp)
+    rp.set_defaults(func=cmd_replace)
     down = with_topology(sub.add_parser("down", help="destroy the machines"))
     down.add_argument("--provider", choices=("lab", "libvirt"), default="lab")
     down.add_argument("--yes", action="store_true", help="do not ask for confirmation")

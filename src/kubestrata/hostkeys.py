@@ -31,6 +31,11 @@ def ensure(directory: Path, names: list[str]) -> dict[str, HostKey]:
     return {name: _load_or_create(directory / f"{name}_ed25519") for name in names}
 
 
+def forget(directory: Path, name: str) -> None:
+    """Delete name's key: the next ensure makes a new one (for a new machine of that name)."""
+    (directory / f"{name}_ed25519").unlink(missing_ok=True)
+
+
 def _load_or_create(path: Path) -> HostKey:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -8,6 +8,7 @@ per-node facts (address, pod CIDR) to host vars. The lab and the Pulumi program 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -59,6 +60,7 @@ def render(topology: Topology, connection: dict[str, dict] | None = None,
         "container_runtime": topology.runtime,
         "cni_plugin": topology.cni,
         **{f"{component}_version": version for component, version in topology.versions.items()},
+        **asdict(topology.security),
     }
     cluster_vars.update(common or {})
     return {"all": {"vars": cluster_vars, "hosts": hosts, "children": children}}
@@ -67,6 +69,13 @@ def render(topology: Topology, connection: dict[str, dict] | None = None,
 def dump(inventory: dict) -> str:
     header = "# Written by kubestrata from the topology; edit the topology, not this file.\n"
     return header + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=False)
+
+
+def read_groups(path: Path) -> dict[str, list[str]]:
+    """Each group of a written inventory and its own hosts, in order (k8s_cluster has none of
+    its own: it is kube_control_plane and kube_node)."""
+    children = (yaml.safe_load(path.read_text()) or {}).get("all", {}).get("children", {})
+    return {group: list((members or {}).get("hosts") or {}) for group, members in children.items()}
 
 
 def write(inventory: dict, path: Path) -> Path:

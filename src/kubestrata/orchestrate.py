@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from kubestrata import playbook, verify
+from kubestrata.inventory import read_groups
 from kubestrata.paths import PLAYBOOK_DIR
 from kubestrata.providers import Provider
 from kubestrata.topology import Topology
@@ -49,16 +51,19 @@ def failure_message(result: playbook.Result) -> str:
 
 
 def layer_phases(topology: Topology, provider: Provider, playbook_name: str, *, out,
-                 status=None, verbose: bool = False, extravars: dict | None = None) -> list[Phase]:
-    """Run the playbook, then verify: every layer when it succeeded; when a layer failed, the
-    layers that finished before it (so the report says what is proven), then stop with the
-    failure."""
+                 status=None, verbose: bool = False, extravars: dict | None = None,
+                 checked: tuple[str, ...] = verify.LAYERS,
+                 limit: str | None = None) -> list[Phase]:
+    """Run the playbook (on the limit's nodes), then verify every node: the checked layers
+    (every one by default) when it succeeded (with a limit, those it ran on some node); when a
+    layer failed, the layers that finished before it (so the report says what is proven), then
+    stop with the failure."""
     path = PLAYBOOK_DIR / playbook_name
     runs: list[playbook.Result] = []
 
     def layers() -> str:
         result = playbook.run(path, provider.inventory_path(), verbose=verbose, out=out,
-                              status=status, extravars=extravars)
+                              status=status, extravars=extravars, limit=limit)
         runs.append(result)
         if not result.ok:
             return "FAILED; verifying the layers that finished before the failure"
@@ -66,12 +71,15 @@ def layer_phases(topology: Topology, provider: Provider, playbook_name: str, *, 
 
     def check() -> str:
         result = runs[-1]
-        names = list(verify.LAYERS) if result.ok else \
-            [n for n in playbook.finished_layers(result, path) if n in verify.LAYERS]
+        names = list(checked) if result.ok else \
+            [n for n in playbook.finished_layers(result, path) if n in checked]
+        if limit:
+            names = [n for n in names if n in playbook.ran_layers(result, path)]
         junit = result.run_dir / "verify-junit.xml"
         failures = []
         if names:
-            collector = verify.run(provider.inventory_path(), names, junit)
+            collector = verify.run(provider.inventory_path(), names, junit,
+                                    [n.name for n in topology.nodes])
             failures = collector.failures
             for line in verify.report(collector, names, [n.name for n in topology.nodes]):
                 out(f"           {line}")
@@ -84,17 +92,99 @@ def layer_phases(topology: Topology, provider: Provider, playbook_name: str, *, 
     return [Phase("layers", layers), Phase("verify", check)]
 
 
-def machines_phase(provider: Provider, out) -> Phase:
-    """Create the machines or bring them in line with the topology; writes the inventory."""
+def plan_phase(provider: Provider, *, out, status=None, verbose: bool = False,
+               extravars: dict | None = None) -> Phase:
+    """site.yml in Ansible's check mode against the machines as they are: what a re-run of the
+    layers would change, task by task on each node; changes nothing."""
+    path = PLAYBOOK_DIR / "site.yml"
+
+    def plan() -> str:
+        result = playbook.run(path, provider.inventory_path(), verbose=verbose, out=out,
+                              status=status, extravars=extravars, check=True,
+                              run_dir=playbook.new_run_dir("plan"))
+        if not result.ok:
+            raise PhaseFailed(f"the plan could not run to its end: {failure_message(result)}")
+        for line in plan_lines(result, playbook.play_layers(path)):
+            out(f"           {line}")
+        nodes = {host for layer in result.layers for host, _ in layer.changed_tasks}
+        if not nodes:
+            return "nothing would change"
+        return f"{result.changes} changes would be made on {len(nodes)} of the nodes"
+
+    return Phase("plan", plan)
+
+
+def plan_lines(result: playbook.Result, layer_of: dict[str, str]) -> list[str]:
+    """One line per task that would change a node: layer, node, task."""
+    return [f"{layer_of.get(play.name, play.name):<12} {host:<12} {task}"
+            for play in result.layers for host, task in play.changed_tasks]
+
+
+# The groups whose nodes `up` can remove: a worker leaves by drain, delete and reset. A control
+# plane or an etcd member would need its etcd membership and certificates handled first.
+RETIRABLE_GROUPS = {"kube_node", "k8s_cluster"}
+
+
+class RetireRefused(Exception):
+    pass
+
+
+def retiring_nodes(topology: Topology, inventory: Path) -> list[str]:
+    """The nodes of the current inventory that the topology no longer has. Raises RetireRefused
+    when one of them is more than a worker."""
+    if not inventory.exists():
+        return []
+    groups: dict[str, set[str]] = {}
+    for group, members in read_groups(inventory).items():
+        for name in members:
+            groups.setdefault(name, set()).add(group)
+    names = {n.name for n in topology.nodes}
+    leaving = sorted(name for name in groups if name not in names)
+    for name in leaving:
+        kept = groups[name] - RETIRABLE_GROUPS
+        if kept:
+            raise RetireRefused(
+                f"the topology no longer has {name}, which is in {', '.join(sorted(kept))}: up "
+                "removes workers only (a control plane or an etcd member needs its membership "
+                "moved first); put the node back in the topology")
+    return leaving
+
+
+def retire_phase(provider: Provider, nodes: list[str], *, out, status=None,
+                 verbose: bool = False, extravars: dict | None = None) -> Phase:
+    """Each node the topology dropped: drained, its Node deleted and Kubernetes removed
+    (reset.yml for that node), one after another, before the machines phase removes it."""
+    def retire() -> str:
+        for node in nodes:
+            result = playbook.run(PLAYBOOK_DIR / "reset.yml", provider.inventory_path(),
+                                  verbose=verbose, out=out, status=status,
+                                  extravars={**(extravars or {}), "reset_confirmed": True,
+                                             "reset_node": node})
+            if not result.ok:
+                raise PhaseFailed(f"could not take {node} out of the cluster: "
+                                  f"{failure_message(result)}")
+        return f"{', '.join(nodes)} drained, deleted from the cluster and reset"
+    return Phase("retire", retire, needed=lambda: bool(nodes))
+
+
+def machines_phase(provider: Provider, out, retire: list[str] = (),
+                   renew: list[str] = ()) -> Phase:
+    """Create the machines or bring them in line with the topology (removing the retired
+    ones, replacing the renewed ones by new machines); writes the inventory."""
     def machines() -> str:
-        changes = provider.create(log=lambda line: out(f"           {line}"))
+        changes = provider.create(log=lambda line: out(f"           {line}"),
+                                  retire=frozenset(retire), renew=frozenset(renew))
         return f"{len(changes)} changes" if changes else "nothing changed"
     return Phase("machines", machines)
 
 
-def up_phases(topology: Topology, provider: Provider, *, out, **options) -> list[Phase]:
-    """Machines, then the layers of site.yml and their verification (options: layer_phases')."""
-    return [machines_phase(provider, out),
+def up_phases(topology: Topology, provider: Provider, *, out, plan: bool = False,
+              retire: list[str] = (), **options) -> list[Phase]:
+    """The retired nodes out of the cluster, the machines, then (with plan) what the layers
+    would change, then the layers of site.yml and their verification (options: layer_phases')."""
+    return [*([retire_phase(provider, list(retire), out=out, **options)] if retire else []),
+            machines_phase(provider, out, retire),
+            *([plan_phase(provider, out=out, **options)] if plan else []),
             *layer_phases(topology, provider, "site.yml", out=out, **options)]
 
 

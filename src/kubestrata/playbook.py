@@ -7,6 +7,7 @@ own output instead. Every run keeps its events and output under ``.kubestrata/ru
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -20,6 +21,10 @@ RUNS_DIR = STATE_DIR / "runs"
 # How ansible-runner says a run ended, besides "successful" and "failed" (a run that finished).
 UNFINISHED = {"timeout": "ansible-runner stopped it: it ran past its timeout",
               "canceled": "it was canceled", "error": "ansible-runner could not run it"}
+
+
+# Check mode: the command tasks that would run, from ansible_plugins/callback/kubestrata_would_run.
+CALLBACK_DIR = Path(__file__).parent / "ansible_plugins" / "callback"
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Layer:
     changes: int = 0
     failed_hosts: set[str] = field(default_factory=set)
     seconds: float = 0.0
+    changed_tasks: list[tuple[str, str]] = field(default_factory=list)     # (host, task)
 
     def line(self) -> str:
         done = len(self.hosts - self.failed_hosts)
@@ -73,8 +79,11 @@ def _message(res: dict) -> str:
 class Progress:
     """An ansible-runner event handler that prints a line as each layer ends."""
 
-    def __init__(self, out=print, verbose: bool = False, clock=time.monotonic, status=None):
+    def __init__(self, out=print, verbose: bool = False, clock=time.monotonic, status=None,
+                 would_run: Path | None = None):
         self.out = out
+        self.would_run = would_run      # check mode: where the callback lists commands that would run
+        self._would_run_read = 0
         self.status = status        # shows the running layer until its line is printed (a TTY)
         self.verbose = verbose
         self.clock = clock
@@ -97,20 +106,20 @@ class Progress:
             if self.status and not self.verbose:
                 self.status(f"  ...    {self.layers[-1].name}")
         elif kind.startswith("runner_on_") and self.current and data.get("host"):
-            self._record(kind, data)
+            self._record(kind, data, event.get("stdout", ""))
         elif kind == "playbook_on_stats":
             self._finish()
         return True
 
-    def _record(self, kind: str, data: dict) -> None:
+    def _record(self, kind: str, data: dict, stdout: str) -> None:
         layer = self.current
         host = data["host"]
         layer.hosts.add(host)
         res = data.get("res") or {}
-        if kind == "runner_on_ok" and res.get("changed"):
-            layer.changes += 1
-            layer.changed_hosts.add(host)
-            self.changes += 1
+        # A no_log task's result is censored, changed included; Ansible's line still says it.
+        censored_change = "censored" in res and "changed: [" in stdout
+        if kind == "runner_on_ok" and (res.get("changed") or censored_change):
+            self._change(host, data.get("task", "?"))
         elif (kind == "runner_on_failed" and not data.get("ignore_errors")) \
                 or kind == "runner_on_unreachable":
             layer.failed_hosts.add(host)
@@ -118,9 +127,29 @@ class Progress:
             self.failures.append(failure)
             self.out(f"  FAILED {failure}")
 
+    def _change(self, host: str, task: str) -> None:
+        layer = self.current
+        layer.changes += 1
+        layer.changed_hosts.add(host)
+        layer.changed_tasks.append((host, task))
+        self.changes += 1
+
+    def _commands_that_would_run(self) -> None:
+        """Check mode: the play's commands that would run count as its changes."""
+        if not (self.would_run and self.would_run.exists()):
+            return
+        with open(self.would_run) as listed:
+            listed.seek(self._would_run_read)
+            for line in listed:
+                task = json.loads(line)
+                self.current.hosts.add(task["host"])
+                self._change(task["host"], task["task"])
+            self._would_run_read = listed.tell()
+
     def _finish(self) -> None:
         layer = self.current
         if layer is not None:
+            self._commands_that_would_run()
             layer.seconds = max(self.clock() - layer.started, 0.001)
             if not self.verbose:
                 self.out(layer.line())
@@ -154,6 +183,13 @@ def finished_layers(result: Result, playbook: Path) -> list[str]:
     return done
 
 
+def ran_layers(result: Result, playbook: Path) -> list[str]:
+    """The layers with a play that ran on some host (a --limit leaves plays without hosts)."""
+    names = play_layers(playbook)
+    return list(dict.fromkeys(names[layer.name] for layer in result.layers
+                              if layer.hosts and layer.name in names))
+
+
 def new_run_dir(command: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     run_dir = RUNS_DIR / f"{stamp}-{command}"
@@ -180,8 +216,9 @@ def strategy_env() -> dict[str, str]:
 
 def run(playbook: Path, inventory: Path, *, tags: list[str] | None = None,
         extravars: dict | None = None, limit: str | None = None, verbose: bool = False,
-        out=print, status=None, run_dir: Path | None = None) -> Result:
-    """Run a playbook against inventory; a failed play is reported in the result, not raised."""
+        out=print, status=None, run_dir: Path | None = None, check: bool = False) -> Result:
+    """Run a playbook against inventory; a failed play is reported in the result, not raised.
+    check: Ansible's check mode, which changes nothing and reports what it would change."""
     import ansible_runner
 
     run_dir = run_dir or new_run_dir(playbook.stem)
@@ -191,7 +228,11 @@ def run(playbook: Path, inventory: Path, *, tags: list[str] | None = None,
             log.write(line + "\n")
             log.flush()
 
-        progress = Progress(out=emit, verbose=verbose, status=status)
+        would_run = run_dir / "would-run.jsonl" if check else None
+        progress = Progress(out=emit, verbose=verbose, status=status, would_run=would_run)
+        plan_env = {"ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
+                    "ANSIBLE_CALLBACKS_ENABLED": "kubestrata_would_run",
+                    "KUBESTRATA_WOULD_RUN": str(would_run)} if check else {}
         venv_bin = str(Path(sys.executable).parent)
         runner = ansible_runner.run(
             private_data_dir=str(run_dir),
@@ -201,8 +242,12 @@ def run(playbook: Path, inventory: Path, *, tags: list[str] | None = None,
             tags=",".join(tags) if tags else None,
             extravars=extravars or {},
             limit=limit,
+            cmdline="--check" if check else None,
+            # ansible-runner turns host key checking off unless told: Ansible would then put
+            # StrictHostKeyChecking=no before the inventory's own options, and ssh keeps the first.
             envvars={"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
-                     "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"), **strategy_env()},
+                     "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
+                     "ANSIBLE_HOST_KEY_CHECKING": "True", **strategy_env(), **plan_env},
             event_handler=progress,
             quiet=True,
             suppress_env_files=True,      # extravars stay out of files in the run directory

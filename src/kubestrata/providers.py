@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -34,11 +35,14 @@ class Provider(Protocol):
     name: str
 
     def exclusive(self, command: str): ...
-    def create(self, log) -> list[str]: ...
+    def create(self, log, retire: frozenset[str] = frozenset(),
+               renew: frozenset[str] = frozenset()) -> list[str]: ...
     def destroy(self) -> list[str]: ...
     def inventory_path(self) -> Path: ...
+    def known_hosts_path(self) -> Path: ...
     def kubeconfig_path(self) -> Path: ...
     def ssh_hint(self, node: str) -> str: ...
+    def console_argv(self, node: str) -> list[str]: ...
     def kubectl_argv(self, kubectl: str, args: list[str]) -> list[str]: ...
 
 
@@ -53,8 +57,9 @@ class LabProvider:
         """Hold the lab for command (see lab.lab.exclusive)."""
         return hold_lab(self.topology.name, command)
 
-    def create(self, log) -> list[str]:
-        return self.lab.up(log=log)
+    def create(self, log, retire: frozenset[str] = frozenset(),
+               renew: frozenset[str] = frozenset()) -> list[str]:
+        return self.lab.up(log=log, retire=retire, renew=renew)
 
     def destroy(self) -> list[str]:
         return self.lab.down()
@@ -62,11 +67,18 @@ class LabProvider:
     def inventory_path(self) -> Path:
         return self.lab.inventory_path
 
+    def known_hosts_path(self) -> Path:
+        return self.lab.known_hosts
+
     def kubeconfig_path(self) -> Path:
         return self.inventory_path().parent / "admin.conf"
 
     def ssh_hint(self, node: str) -> str:
         return f"kubestrata lab exec {self.topology.reference} {node} -- bash"
+
+    def console_argv(self, node: str) -> list[str]:
+        """A lab node's console is read-only (its log): a root shell on it instead."""
+        return self.lab.exec_argv(node, ["bash"])
 
     def kubectl_argv(self, kubectl: str, args: list[str]) -> list[str]:
         """kubectl in the lab's namespace, the only place the API endpoint is reachable."""
@@ -139,16 +151,23 @@ class LibvirtProvider:
                                     f"failed: {_first_error(str(exc))} (Pulumi's output: "
                                     f"{output})") from None
 
-    def create(self, log) -> list[str]:
+    def create(self, log, retire: frozenset[str] = frozenset(),
+               renew: frozenset[str] = frozenset()) -> list[str]:
+        """pulumi up, after a refresh (what was deleted by hand is made again); the program
+        follows the topology, so retired nodes' VMs go with it, and each renewed node gets a
+        new disk, seed and domain (vms.renew: kept until a pulumi up makes them)."""
+        for node in sorted(renew):
+            vms.renew(self.topology.name, node)
         result = self._pulumi("up", lambda stack, on_output: stack.up(
-            on_output=on_output, show_secrets=False, suppress_outputs=True, color="never"), log)
+            on_output=on_output, show_secrets=False, suppress_outputs=True, color="never",
+            refresh=True), log)
         changes = [f"{count} {kind}" for kind, count in
                    (result.summary.resource_changes or {}).items() if kind != "same" and count]
         waiting = remote.wait_until_ready(remote.hostvars(self.inventory_path()), SSH_TIMEOUT,
                                           ready=FIRST_BOOT_DONE)
         if waiting:
-            consoles = ", ".join(f"virsh console {vms.domain_name(self.topology, self.topology.node(n))}"
-                                 f" (log: {vms.console_log(self.topology, self.topology.node(n))})"
+            consoles = ", ".join(f"{shlex.join(self.console_argv(n))} (log: "
+                                 f"{vms.console_log(self.topology, self.topology.node(n))})"
                                  for n in waiting)
             problems = "; ".join(f"{name}: {why}" for name, why in waiting.items())
             raise ProviderError(f"machines not ready: {problems}. Read their serial console: "
@@ -156,17 +175,30 @@ class LibvirtProvider:
         return changes
 
     def destroy(self, log=lambda line: print(f"  {line}", flush=True)) -> list[str]:
-        """pulumi destroy, its progress passed to log line by line."""
+        """pulumi destroy after a refresh, its progress passed to log line by line."""
         result = self._pulumi("destroy", lambda stack, on_output: stack.destroy(
-            on_output=on_output, show_secrets=False, color="never"), log)
+            on_output=on_output, show_secrets=False, color="never", refresh=True), log)
         return [f"{count} {kind}" for kind, count in
                 (result.summary.resource_changes or {}).items() if count]
 
     def inventory_path(self) -> Path:
         return vms.inventory_path(self.topology)
 
+    def known_hosts_path(self) -> Path:
+        return vms.known_hosts_path(self.topology)
+
     def kubeconfig_path(self) -> Path:
         return self.inventory_path().parent / "admin.conf"
+
+    def console_argv(self, node: str) -> list[str]:
+        """virsh console of the node's domain, on its hypervisor (from the inventory)."""
+        self.topology.node(node)                        # a TopologyError naming the nodes
+        hosts = remote.hostvars(self.inventory_path()) if self.inventory_path().exists() else {}
+        if node not in hosts:
+            raise ProviderError(f"{node} is not in {self.inventory_path()} yet: run kubestrata "
+                                f"up {self.topology.reference} --provider libvirt")
+        return ["virsh", "-c", hosts[node]["libvirt_uri"], "console",
+                hosts[node]["libvirt_domain"]]
 
     def ssh_hint(self, node: str) -> str:
         if node not in self._hosts:

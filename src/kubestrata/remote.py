@@ -33,7 +33,11 @@ def ssh_argv(host: dict) -> list[str]:
     return argv + [f"{user}@{host.get('ansible_host', host['inventory_hostname'])}"]
 
 
-def run(host: dict, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run(host: dict, command: str, timeout: float = 120,
+        as_root: bool = False) -> subprocess.CompletedProcess:
+    """command on the host; as_root: through sudo where Ansible escalates (ansible_become)."""
+    if as_root and host.get("ansible_become"):
+        command = f"sudo -n sh -c {shlex.quote(command)}"
     return subprocess.run([*ssh_argv(host), command], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

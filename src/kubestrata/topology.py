@@ -51,6 +51,16 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Security:
+    """The opt-in security extras (topology key security), the schema's defaults filled in."""
+    secrets_encryption: bool
+    audit_log: bool
+    audit_log_max_age_days: int
+    audit_log_max_backups: int
+    audit_log_max_size_mib: int
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     source: str
@@ -65,6 +75,7 @@ class Topology:
     runtime: str
     cni: str
     versions: dict[str, str]
+    security: Security
     nodes: tuple[Node, ...]
 
     @property
@@ -276,12 +287,20 @@ def derive(spec: dict, source: str) -> Topology:
         pod_cidr=pod_cidr,
         service_cidr=ipaddress.ip_network(spec["services"]["cidr"]),
         virtual_ip=vip,
-        api_port=api.get("port", validation.APISERVER_PORT),
+        api_port=api.get("port") or validation.APISERVER_PORT,
         runtime=spec["runtime"],
         cni=spec["cni"],
         versions=dict(spec["versions"]),
+        security=_security(spec.get("security") or {}),
         nodes=tuple(nodes),
     )
+
+
+def _security(given: dict) -> Security:
+    """The security settings given, each one left out (or null) at the schema's default."""
+    fields = validation.SCHEMA["properties"]["security"]["properties"]
+    return Security(**{key: field["default"] if given.get(key) is None else given[key]
+                       for key, field in fields.items()})
 
 
 def _next_free(net, host: int, taken: set):

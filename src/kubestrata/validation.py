@@ -1,21 +1,58 @@
 """Checks a topology before anything is created: one line per problem, naming the field and the fix.
 
-``check`` looks at the file's structure (known keys, types, formats); ``check_semantics``
-at the derived topology (counts, address plans, sizes). Nothing here changes anything.
+``check`` looks at the file's structure (known keys, types, formats) against the JSON Schema
+``topology.schema.json``; ``check_semantics`` at the derived topology (counts, address plans,
+sizes, ports, versions), which a schema cannot express. Nothing here changes anything.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import reprlib
-from dataclasses import dataclass
-from typing import Any, Callable
+from importlib import resources
+from typing import Any, Iterator, NamedTuple
 
-ROLES = ("etcd", "control_plane", "worker", "lb")
-RUNTIMES = ("containerd", "cri-o")
-CNIS = ("bridge", "flannel", "calico")
-VERSION_KEYS = ("kubernetes", "etcd", "containerd", "runc", "cni_plugins")
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
+
+SCHEMA = json.loads(resources.files("kubestrata").joinpath("topology.schema.json").read_text())
+
+_FORMATS = FormatChecker(formats=["ipv4"])
+
+
+@_FORMATS.checks("ipv4-network", raises=ValueError)
+def _is_ipv4_network(value: Any) -> bool:
+    return not isinstance(value, str) or ipaddress.ip_network(value).version == 4
+
+
+# An integer is a whole number as YAML writes it: 2.0 is a float, true is no number.
+_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+_VALIDATOR = validators.extend(Draft202012Validator, type_checker=_TYPES)(
+    SCHEMA, format_checker=_FORMATS)
+
+# What is wrong, by the schema keyword that failed (a schema node's x-problem replaces it), and
+# the fix where the node gives no x-fix.
+PROBLEMS = {
+    "enum": "unknown {value}",
+    "pattern": "{value} is malformed",
+    "format": "{value} is malformed",
+    "minimum": "must be between {minimum} and {maximum}, got {value}",
+    "maximum": "must be between {minimum} and {maximum}, got {value}",
+    "minItems": "is empty",
+    "uniqueItems": "lists an item twice",
+}
+FIXES = {"enum": "use one of: {choices}"}
+_TYPE_NAMES = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
+               "array": "a list", "object": "a mapping of {keys}"}
+MISSING = "missing; add it (see topologies/*.yaml)"
+
+# Values in a topology with its YAML aliases expanded; the built-in ones hold about a hundred.
+MOST_VALUES = 10_000
+
+_NAME = re.compile(SCHEMA["$defs"]["name"]["pattern"])
+
 
 # Minimum size per role. control_plane is kubeadm's own preflight minimum (2 CPUs, 1700 MiB);
 # the others are what kubelet + runtime, an etcd member or haproxy + keepalived need to start.
@@ -36,14 +73,6 @@ CONTAINERD_2_FROM_KUBERNETES = (1, 36)
 KUBEADM_MIN_EXTERNAL_ETCD = {(1, 34): (3, 5, 24), (1, 35): (3, 5, 24), (1, 36): (3, 5, 24),
                              (1, 37): (3, 5, 24)}
 RUNC_MINIMUM_WITH_CONTAINERD_2 = (1, 3)
-
-_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
-_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
-_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-_LIBVIRT_URI = re.compile(r"^[a-z+]+://[^\s]*$")
-
-# The node network holds at least the gateway and one node.
-NODE_NETWORK_LONGEST_PREFIX = 30
 
 # The ports the services of a role listen on: the etcd role's defaults and the Kubernetes
 # components' own (kubeadm keeps them). The API server's port and haproxy's (the API endpoint on
@@ -70,167 +99,104 @@ def shown(value: Any) -> str:
     return _SHOWN.repr(value)
 
 
-@dataclass(frozen=True)
-class Field:
-    kind: Any       # a python type, a nested schema dict, or a list [schema or Field of an item]
-    required: bool = True
-    check: Callable[[Any], str | None] | None = None   # returns the fix, or None when fine
-
-
-def _cidr(value: str) -> str | None:
-    try:
-        net = ipaddress.ip_network(value)
-    except ValueError:
-        return "write an IPv4 network in CIDR form with host bits zero, e.g. 10.40.1.0/24"
-    if net.version != 4:
-        return "only IPv4 networks are supported; write e.g. 10.40.1.0/24"
-    return None
-
-
-def _node_network(value: str) -> str | None:
-    problem = _cidr(value)
-    if problem is None and ipaddress.ip_network(value).prefixlen > NODE_NETWORK_LONGEST_PREFIX:
-        return (f"{value} has no room for the gateway and the nodes; use a prefix of "
-                f"/{NODE_NETWORK_LONGEST_PREFIX} or shorter, e.g. 10.40.1.0/24")
-    return problem
-
-
-def _address(value: str) -> str | None:
-    try:
-        if ipaddress.ip_address(value).version == 4:
-            return None
-    except ValueError:
-        pass
-    return "write an IPv4 address, e.g. 10.40.1.5"
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
-    def check(value):
-        return None if value in choices \
-            else f"unknown {shown(value)}; use one of: {', '.join(choices)}"
-    return check
-
-
-def _between(low: int, high: int) -> Callable[[Any], str | None]:
-    def check(value):
-        return None if low <= value <= high else f"must be between {low} and {high}"
-    return check
-
-
 def is_name(text: str) -> bool:
     """A topology's name (and its lab's): lowercase letters, digits and dashes."""
-    return bool(_DNS_LABEL.fullmatch(text))
+    return bool(_NAME.search(text))
 
 
-def _pattern(regex: re.Pattern, example: str) -> Callable[[Any], str | None]:
-    def check(value):
-        return None if regex.fullmatch(value) \
-            else f"{shown(value)} is malformed; write it like {example}"
-    return check
+class _Problem(NamedTuple):
+    field: str              # as an error line names it: node_groups[1].count
+    place: tuple[int, ...]  # where it comes in the schema's order (unknown keys first)
+    keyword: str            # the schema keyword that failed
+    text: str               # what is wrong and the fix
 
 
-def _roles(value: list) -> str | None:
-    unknown = [r for r in value if r not in ROLES]
-    if unknown:
-        return f"unknown role {unknown[0]!r}; roles are: {', '.join(ROLES)}"
-    if not value:
-        return f"give at least one role of: {', '.join(ROLES)}"
-    if len(set(value)) != len(value):
-        return "list each role once"
-    return None
+def check(spec: Any) -> list[str]:
+    """Structural problems of a topology file, one line per field: unknown or missing keys, wrong
+    types, bad formats. In the schema's order (a topology file's), unknown keys first."""
+    try:
+        if not _holds_at_most(spec, MOST_VALUES):
+            return [f"topology: holds more than {MOST_VALUES} values once its YAML aliases "
+                    "(*name) are expanded; write it out without the aliases that repeat large parts"]
+        errors = list(_VALIDATOR.iter_errors(spec))
+    except RecursionError:
+        return ["topology: a value refers to itself too deeply to check; remove the YAML "
+                "aliases (*name) inside what they refer to"]
+    problems = sorted((problem for error in errors for problem in _problems(error)),
+                      key=lambda problem: (problem.place, problem.keyword != "type"))
+    lines: dict[str, str] = {}
+    for problem in problems:    # one line per field; a wrong type makes the rest moot
+        lines.setdefault(problem.field, f"{problem.field}: {problem.text}")
+    return list(lines.values())
 
 
-NODE_GROUP = {
-    "name": Field(str, check=_pattern(_DNS_LABEL, "worker (lowercase letters, digits, dashes)")),
-    "roles": Field([str], check=_roles),
-    "count": Field(int, check=_between(0, 250)),
-    "cpus": Field(int, check=_between(1, 512)),
-    "memory_mib": Field(int, check=_between(128, 4 * 1024 * 1024)),
-    "disk_gib": Field(int, check=_between(1, 65536)),
-    "addresses": Field([Field(str, check=_address)], required=False),
-    "libvirt_uri": Field(str, required=False,
-                         check=_pattern(_LIBVIRT_URI, "qemu+ssh://admin@host/system")),
-}
+def _holds_at_most(value: Any, most: int) -> bool:
+    """Whether value holds at most `most` values, each alias's counted where it is used (as
+    repr() counts them: a value is not counted again inside itself)."""
+    left = most
 
-TOPOLOGY = {
-    "name": Field(str, check=_pattern(_DNS_LABEL, "my-cluster (lowercase letters, digits, dashes)")),
-    "description": Field(str, required=False),
-    "network": Field({
-        "cidr": Field(str, check=_node_network),
-        "gateway": Field(str, required=False, check=_address),
-        "first_host": Field(int, check=_between(2, 65534)),
-        "domain": Field(str, check=_pattern(_DOMAIN, "kubestrata.internal")),
-    }),
-    "pods": Field({
-        "cidr": Field(str, check=_cidr),
-        "node_prefix": Field(int, check=_between(8, 28)),
-    }),
-    "services": Field({"cidr": Field(str, check=_cidr)}),
-    "api": Field(required=False, kind={
-        "virtual_ip": Field(str, required=False, check=_address),
-        "port": Field(int, required=False, check=_between(1, 65535)),
-    }),
-    "runtime": Field(str, check=_one_of(RUNTIMES)),
-    "cni": Field(str, check=_one_of(CNIS)),
-    "versions": Field({k: Field(str, check=_pattern(_VERSION, "1.36.3")) for k in VERSION_KEYS}),
-    "node_groups": Field([NODE_GROUP]),
-}
+    def count(item: Any, inside: set[int]) -> None:
+        nonlocal left
+        left -= 1
+        if left < 0 or id(item) in inside or not isinstance(item, (dict, list)):
+            return
+        inside.add(id(item))
+        for child in item.values() if isinstance(item, dict) else item:
+            count(child, inside)
+        inside.discard(id(item))
 
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "a mapping",
-               list: "a list"}
+    count(value, set())
+    return left >= 0
 
 
-def check(spec: dict) -> list[str]:
-    """Structural problems of a topology file: unknown or missing keys, wrong types, bad formats."""
-    return _check_mapping(spec, TOPOLOGY, "")
+def _problems(error: ValidationError) -> Iterator[_Problem]:
+    """The fields an error is about: the keys a mapping lacks or should not have, or the value
+    that fails, each with what is wrong and the fix."""
+    path, keyword, schema = tuple(error.path), error.validator, error.schema
+    if keyword == "additionalProperties":
+        known = ", ".join(schema["properties"])
+        for key in error.instance:
+            if key not in schema["properties"]:
+                yield _Problem(*_locate(path + (key,)), keyword,
+                               f"unknown key; known keys here are {known} (check the spelling)")
+    elif keyword == "required":
+        for key in error.validator_value:
+            if key not in error.instance:
+                yield _Problem(*_locate(path + (key,)), keyword, MISSING)
+    elif keyword == "type":
+        yield _Problem(*_locate(path), keyword,
+                       MISSING if error.instance is None else _wrong_type(error))
+    else:
+        words = {"value": shown(error.instance), "choices": ", ".join(schema.get("enum", ())),
+                 "minimum": schema.get("minimum"), "maximum": schema.get("maximum")}
+        problem = schema.get("x-problem", PROBLEMS[keyword]).format(**words)
+        fix = schema.get("x-fix", FIXES.get(keyword, "")).format(**words)
+        yield _Problem(*_locate(path), keyword, f"{problem}; {fix}" if fix else problem)
 
 
-def _check_mapping(value: Any, fields: dict, path: str) -> list[str]:
-    where = path or "topology"
-    if not isinstance(value, dict):
-        return [f"{where}: must be a mapping of {', '.join(fields)}"]
-    problems = []
-    for key in value:
-        if key not in fields:
-            problems.append(f"{_join(path, plain(key))}: unknown key; known keys here are "
-                            f"{', '.join(fields)} (check the spelling)")
-    for key, field in fields.items():
-        if key not in value or value[key] is None:
-            if field.required:
-                problems.append(f"{_join(path, key)}: missing; add it (see topologies/*.yaml)")
-            continue
-        problems += _check_value(value[key], field, _join(path, key))
-    return problems
+def _wrong_type(error: ValidationError) -> str:
+    wanted = [kind for kind in error.validator_value if kind != "null"] \
+        if isinstance(error.validator_value, list) else [error.validator_value]
+    name = _TYPE_NAMES[wanted[0]].format(keys=", ".join(error.schema.get("properties", ())))
+    hint = " (remove the quotes)" if isinstance(error.instance, str) \
+        and wanted[0] in ("integer", "boolean") else ""
+    return f"must be {name}, got {type(error.instance).__name__} {shown(error.instance)}{hint}"
 
 
-def _check_value(value: Any, field: Field, path: str) -> list[str]:
-    kind = field.kind
-    if isinstance(kind, dict):
-        return _check_mapping(value, kind, path)
-    if isinstance(kind, list):
-        if not isinstance(value, list):
-            return [f"{path}: must be a list"]
-        item = kind[0] if isinstance(kind[0], Field) else Field(kind[0])
-        problems = []
-        for index, element in enumerate(value):
-            problems += _check_value(element, item, f"{path}[{index}]")
-        if not problems and field.check:
-            problems += _fix(path, field.check(value))
-        return problems
-    # bool is an int in Python; "true" in quotes is a string: both are type errors here.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        got = type(value).__name__
-        hint = " (remove the quotes)" if isinstance(value, str) and kind is not str else ""
-        return [f"{path}: must be {_TYPE_NAMES[kind]}, got {got} {shown(value)}{hint}"]
-    return _fix(path, field.check(value)) if field.check else []
-
-
-def _fix(path: str, message: str | None) -> list[str]:
-    return [f"{path}: {message}"] if message else []
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _locate(path: tuple) -> tuple[str, tuple[int, ...]]:
+    """A field's name in an error line (node_groups[1].count) and its place in the schema's
+    order (unknown keys first), walking the schema down the path."""
+    schema, name, place = SCHEMA, "", []
+    for part in path:
+        if "items" in schema:
+            name, schema = f"{name}[{part}]", schema["items"]
+            place.append(part)
+        else:
+            known = list(schema.get("properties", ()))
+            name = f"{name}.{plain(part)}" if name else plain(part)
+            place.append(known.index(part) if part in known else -1)
+            schema = schema.get("properties", {}).get(part, {})
+    return name or "topology", tuple(place)
 
 
 def plain(value: Any) -> str:
@@ -243,7 +209,7 @@ def check_semantics(topology) -> list[str]:
     """Problems of the derived topology: counts, HA rules, address plan, sizes."""
     return (_check_groups(topology) + _check_roles(topology) + _check_addresses(topology)
             + _check_cidrs(topology) + _check_api(topology) + _check_ports(topology)
-            + _check_sizes(topology) + _check_versions(topology))
+            + _check_sizes(topology) + _check_versions(topology) + _check_security(topology))
 
 
 def _group_field(topology, group: str, key: str) -> str:
@@ -263,9 +229,6 @@ def _check_groups(topology) -> list[str]:
         if len(fixed) > group["count"]:
             problems.append(f"node_groups[{index}].addresses: {len(fixed)} addresses for "
                             f"{group['count']} nodes; list at most count addresses")
-    names = [n.name for n in topology.nodes]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"node_groups: duplicate node name {name!r}; rename one of the groups")
     return problems
 
 
@@ -281,8 +244,6 @@ def _check_roles(topology) -> list[str]:
     if not topology.with_role("control_plane"):
         problems.append("node_groups: no node has the control_plane role; "
                         "give one group roles: [control_plane]")
-    if not topology.with_role("worker") and not topology.with_role("control_plane"):
-        problems.append("node_groups: no node can run workloads; give a group the worker role")
     if topology.with_role("lb") and not topology.is_ha:
         problems.append("api.virtual_ip: lb nodes are given but no virtual IP; "
                         "set api.virtual_ip or drop the lb role")
@@ -444,3 +405,13 @@ def _check_versions(topology) -> list[str]:
                         f"needs ({_dotted(RUNC_MINIMUM_WITH_CONTAINERD_2)} or later); "
                         "pin runc 1.3.x (e.g. 1.3.6)")
     return problems
+
+
+def _check_security(topology) -> list[str]:
+    """Audit log retention set for an audit log that is off."""
+    if topology.security.audit_log:
+        return []
+    return [f"security.{key}: set, but security.audit_log is off; turn the audit log on "
+            "(audit_log: true) or remove the setting"
+            for key in ("audit_log_max_age_days", "audit_log_max_backups", "audit_log_max_size_mib")
+            if (topology.spec.get("security") or {}).get(key) is not None]

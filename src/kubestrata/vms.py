@@ -7,17 +7,21 @@ pass to run on libvirt, and the files next to the inventory (``hosts.yml``, ``kn
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import ipaddress
 import json
+import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kubestrata import hostkeys, inventory, paths
+from kubestrata import hostkeys, inventory, paths, vmimage
 from kubestrata.topology import Node, Topology
 
 DEFAULT_URI = "qemu:///system"
@@ -34,6 +38,16 @@ IMAGE_FORMATS = ("qcow2", "raw")
 # Where each VM's serial console is logged on its hypervisor (libvirt's own log directory).
 CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 PUBLIC_KEY_FILES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+# qemu:///system's sockets: the modular daemon's (virtqemud), the monolithic libvirtd's.
+SYSTEM_SOCKETS = ("/run/libvirt/virtqemud-sock", "/run/libvirt/libvirt-sock")
+ROUTES = Path("/proc/net/route")         # this machine's IPv4 routes (main table)
+# What the machine running Pulumi runs itself, and what for.
+LOCAL_TOOLS = {
+    "mkisofs": "kubestrata builds the VMs' cloud-init seeds with it: apt-get install genisoimage",
+    "xsltproc": "the libvirt provider transforms the domains', volumes' and pool's XML with it: "
+                "apt-get install xsltproc",
+}
+GENERATIONS_FILE = "generations.json"       # in the state directory, beside the host keys
 
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -55,6 +69,8 @@ class Settings:
     # How ssh reaches VMs that are not routable from here (%h, %p left to ssh), e.g.
     # "ip netns exec NS python3 -m kubestrata.lab.proxy %h %p"; none: directly or ProxyJump.
     ssh_proxy_command: str | None = None
+    # A URL image's sha256:HEX or sha512:HEX; none: the SHA512SUMS beside it (vmimage).
+    image_checksum: str | None = None
 
 
 def default_public_key(home: Path | None = None) -> str | None:
@@ -110,6 +126,10 @@ def check(topology: Topology, settings: Settings) -> list[str]:
         problems.append(f"kubestrata:image: {settings.image} is a {settings.image_format} "
                         "image; libvirt volumes here take qcow2 or raw: convert it with "
                         f"qemu-img convert -O qcow2 {settings.image} IMAGE.qcow2")
+    if settings.image_checksum is not None and not vmimage.CHECKSUM.match(settings.image_checksum):
+        problems.append(f"kubestrata:imageChecksum: {settings.image_checksum!r} is not a "
+                        "checksum; write sha256:HEX or sha512:HEX (64 or 128 lowercase hex "
+                        "digits, as sha256sum or sha512sum print them)")
     if settings.ssh_proxy_command is not None and "%h" not in settings.ssh_proxy_command:
         problems.append("kubestrata:sshProxyCommand: the command must connect to %h (and %p), "
                         "which ssh replaces by each VM's address and port")
@@ -139,6 +159,71 @@ def check(topology: Topology, settings: Settings) -> list[str]:
     return problems
 
 
+def preflight(topology: Topology, settings: Settings) -> list[str]:
+    """What this machine lacks for the VMs, found before anything is made: the tools it runs, and
+    for a hypervisor on this machine its daemon's socket, /dev/kvm for kvm domains, and routes
+    that the NAT network's CIDR would clash with."""
+    problems = [f"{tool}: not found on this machine; {why}" for tool, why in LOCAL_TOOLS.items()
+                if shutil.which(tool) is None]
+    local = {uri: sockets for uri in hypervisors(topology, settings)
+             if (sockets := _local_sockets(uri))}
+    problems += filter(None, (_socket_problem(uri, sockets) for uri, sockets in local.items()))
+    if local and settings.domain_type == "kvm" and not os.path.exists("/dev/kvm"):
+        problems.append("kubestrata:domainType: kvm, but this machine has no /dev/kvm "
+                        "(hardware virtualisation is off or missing): turn it on, or set "
+                        "domainType qemu (software emulation, several times slower)")
+    if local and settings.bridge is None:
+        problems += [f"network.cidr: {topology.network} overlaps {route}, routed to {device} "
+                     "on this machine, and libvirt would refuse the NAT network; choose a "
+                     "network.cidr that no route of this machine covers"
+                     for device, route in host_routes()
+                     if device != bridge_name(topology) and route.prefixlen > 0
+                     and route.overlaps(topology.network)]
+    return problems
+
+
+def _local_sockets(uri: str) -> tuple[str, ...]:
+    """The sockets of a qemu URI of this machine's system daemon (none: remote or session)."""
+    parts = urlsplit(uri)
+    if parts.hostname or parts.scheme not in ("qemu", "qemu+unix"):
+        return ()
+    query = dict(pair.partition("=")[::2] for pair in parts.query.split("&") if pair)
+    if "socket" in query:
+        return (query["socket"],)
+    return SYSTEM_SOCKETS if parts.path == "/system" else ()
+
+
+def _socket_problem(uri: str, sockets: tuple[str, ...]) -> str | None:
+    present = [path for path in sockets if os.path.exists(path)]
+    if not present:
+        return (f"libvirt URI {uri}: no libvirt daemon on this machine ({' or '.join(sockets)} "
+                "is missing): apt-get install libvirt-daemon-system, or start it (systemctl "
+                "start libvirtd)")
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(10)
+        try:
+            client.connect(present[0])
+        except PermissionError:
+            return (f"libvirt URI {uri}: {present[0]} refuses user {getpass.getuser()}; run as "
+                    "root or as a member of the libvirt group (adduser USER libvirt, then log "
+                    "in again)")
+        except OSError as error:
+            return (f"libvirt URI {uri}: no daemon answers on {present[0]} ({error.strerror}); "
+                    "start it (systemctl start libvirtd)")
+    return None
+
+
+def host_routes() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """This machine's IPv4 routes as (device, destination)."""
+    routes = []
+    for line in ROUTES.read_text().splitlines()[1:]:
+        fields = line.split()
+        destination, mask = (ipaddress.IPv4Address(int(field, 16).to_bytes(4, "little"))
+                             for field in (fields[1], fields[7]))
+        routes.append((fields[0], ipaddress.IPv4Network(f"{destination}/{mask}")))
+    return routes
+
+
 def hypervisors(topology: Topology, settings: Settings) -> dict[str, list[Node]]:
     """The nodes of each libvirt URI, in topology order."""
     by_uri: dict[str, list[Node]] = {}
@@ -157,6 +242,12 @@ def pool_path(topology: Topology, settings: Settings) -> str:
 
 def network_name(topology: Topology) -> str:
     return f"kubestrata-{topology.name}"
+
+
+def bridge_name(topology: Topology) -> str:
+    """The NAT network's bridge: named here (at most 15 characters), so that the preflight
+    knows its route for the network's own."""
+    return f"ksbr-{hashlib.sha256(topology.name.encode()).hexdigest()[:10]}"
 
 
 def domain_name(topology: Topology, node: Node) -> str:
@@ -203,9 +294,46 @@ def known_hosts_path(topology: Topology) -> Path:
     return inventory_path(topology).with_name("known_hosts")
 
 
-def state_dir(stack: str) -> Path:
-    """Private per-stack state (host keys); never committed."""
-    return paths.STATE_DIR / "libvirt" / stack
+def state_dir(name: str) -> Path:
+    """Private state of topology name's VMs (host keys, seeds); never committed."""
+    return paths.STATE_DIR / "libvirt" / name
+
+
+def seed_path(topology: Topology, node: Node) -> Path:
+    """The node's cloud-init seed ISO, made here and uploaded to its hypervisor."""
+    return state_dir(topology.name) / "seeds" / f"{node.name}.iso"
+
+
+def generations(name: str) -> dict[str, int]:
+    """How many times each node's machine has been replaced (`kubestrata replace`); a node
+    never replaced is not listed (0)."""
+    path = state_dir(name) / GENERATIONS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def renew(name: str, node: str) -> None:
+    """Ask the next pulumi up for a new machine for node: a new host key (hence a new seed),
+    and its generation moved on, which names its disk anew (disk_name), so that Pulumi makes
+    both and, on them, a new domain."""
+    directory = state_dir(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    counts = generations(name)
+    counts[node] = counts.get(node, 0) + 1
+    (directory / GENERATIONS_FILE).write_text(json.dumps(counts, sort_keys=True) + "\n")
+    hostkeys.forget(directory, node)
+
+
+def disk_protected(topology: Topology, node: Node) -> bool:
+    """Whether Pulumi protects the node's disk (protect_disks: etcd members and control planes):
+    nothing deletes or replaces it."""
+    return bool(topology.spec.get("protect_disks")) and (node.has("etcd")
+                                                         or node.has("control_plane"))
+
+
+def disk_name(node: Node, generation: int) -> str:
+    """The name of a node's disk volume: cp-1.qcow2 at first, then with the generation
+    (cp-1-r1.qcow2 after its first replacement)."""
+    return f"{node.name}.qcow2" if generation == 0 else f"{node.name}-r{generation}.qcow2"
 
 
 def ssh_options(topology: Topology) -> list[str]:
@@ -233,7 +361,10 @@ def _node_ssh_options(topology: Topology, settings: Settings, node: Node) -> lis
 def inventory_for(topology: Topology, settings: Settings) -> dict:
     """The Ansible inventory of the VMs: the shared renderer plus how to reach each VM."""
     connection = {node.name: {"ansible_ssh_common_args":
-                              shlex.join(_node_ssh_options(topology, settings, node))}
+                              shlex.join(_node_ssh_options(topology, settings, node)),
+                              # where `kubestrata console` finds the node's serial console
+                              "libvirt_uri": node.libvirt_uri or settings.uri,
+                              "libvirt_domain": domain_name(topology, node)}
                   for node in topology.nodes}
     # The VMs' admin user is not root: every system task escalates with sudo.
     return inventory.render(topology, connection, {"ansible_user": settings.admin_user,

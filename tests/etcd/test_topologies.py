@@ -185,10 +185,10 @@ def test_a_rolling_upgrade_under_load_loses_no_acknowledged_write(cluster):
     output = next((upgrade.run_dir / "artifacts").glob("*/stdout")).read_text()
     handlers = [line.split("etcd : ", 1)[1].rstrip("] *") for line in output.splitlines()
                 if line.startswith("RUNNING HANDLER [etcd : Restart etcd on")
-                or line.startswith("RUNNING HANDLER [etcd : Wait until the member is back")]
+                or line.startswith("RUNNING HANDLER [etcd : Wait until every member reports")]
     assert handlers == [step for node in etcd for step in (
         f"Restart etcd on {node.name}",
-        f"Wait until the member is back and the whole cluster is healthy, {node.name}")], handlers
+        f"Wait until every member reports the cluster healthy, asked on {node.name}")], handlers
 
     acked = cluster.ssh(writer, "cat /run/test-etcd-writer.acked").split()
     failed = cluster.ssh(writer, "cat /run/test-etcd-writer.failed 2>/dev/null || true").split()

@@ -6,32 +6,7 @@ pod_network, kube_upgrade) run in site.yml on the shared lab and in test_reset.p
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from tests.harness import needs_root
-from tests.kubernetes.conftest import ROLES
-
-
-def molecule(role: str, **env: str) -> subprocess.CompletedProcess:
-    """`molecule test` of the role's scenario between two resets: the scenarios do not create
-    their instances, so molecule would otherwise keep state and facts from an earlier lab."""
-    venv = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": f"{venv}:{os.environ['PATH']}", **env}
-
-    def run(command: str) -> subprocess.CompletedProcess:
-        return subprocess.run([os.path.join(venv, "molecule"), command], cwd=ROLES / role,
-                              env=env, capture_output=True, text=True, timeout=1200)
-    run("reset")
-    try:
-        return run("test")
-    finally:
-        run("reset")
-
-
-def assert_passed(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+from tests.harness import assert_passed, molecule, needs_root
 
 
 def test_upgrade_preflight_scenario():

@@ -3,7 +3,9 @@ fed by the package mirror, closed to the outside, idempotent, and gone without t
 
 import json
 import subprocess
+import tempfile
 
+from kubestrata import playbook
 from kubestrata.lab import mirror, network
 from tests.lab.conftest import ssh, venv_tool
 
@@ -52,3 +54,28 @@ def test_status_reports_every_node_running_and_reachable(lab):
     rows = lab.status()
     assert [r.name for r in rows] == [n.name for n in lab.topology.nodes]
     assert all(r.running and r.ssh and r.rss_mib > 0 for r in rows)
+
+
+def test_a_node_whose_host_key_is_not_the_known_one_is_refused(lab, tmp_path):
+    """Every kubestrata command runs Ansible through ansible-runner, which turns host key
+    checking off unless told: a node answering with another key must fail, not be trusted."""
+    known_hosts = tmp_path / "known_hosts"
+    other_key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other_key], check=True)
+    key = " ".join(other_key.with_suffix(".pub").read_text().split()[:2])
+    known_hosts.write_text("".join(f"{line.split()[0]} {key}\n"
+                                   for line in lab.known_hosts.read_text().splitlines()))
+    # A socket directory of its own: a master connection of the lab's would skip the handshake.
+    with tempfile.TemporaryDirectory(prefix="ks-hk-") as sockets:
+        text = lab.inventory_path.read_text().replace(str(lab.known_hosts), str(known_hosts))
+        text = text.replace(str(lab.control_path_dir), sockets)
+        inventory = tmp_path / "hosts.yml"
+        inventory.write_text(text)
+        playbook_file = tmp_path / "hostname.yml"
+        playbook_file.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                                 "    - ansible.builtin.command: hostname\n")
+        result = playbook.run(playbook_file, inventory, out=lambda line: None)
+    assert not result.ok
+    assert {f.host for f in result.failures} == {n.name for n in lab.topology.nodes}
+    assert all("host key" in f.message.lower() or "IDENTIFICATION HAS CHANGED" in f.message
+               for f in result.failures), [f.message for f in result.failures]

@@ -71,6 +71,21 @@ def test_up_refuses_a_lab_running_nodes_the_topology_dropped(single_master):
         smaller.up(log=lambda msg: None)
 
 
+def test_up_removes_a_dropped_node_it_may_retire_and_nothing_else(single_master):
+    lab = single_master
+    lab.up(log=lambda msg: None)
+    node_dir = lab.dir / "nodes" / "worker-2"
+    smaller = Lab(topology.load("single-master", {"node_groups": {"worker": {"count": 1}}}))
+    changes = smaller.up(log=lambda msg: None, retire=frozenset({"worker-2"}))
+    assert "worker-2: stopped" in changes
+    assert set(machine.nspawn_pids(lab.name)) == {"cp-1", "worker-1"}
+    assert network.node_namespace(lab.name, "worker-2") not in network.namespaces(lab.name)
+    assert not node_dir.exists()
+    assert not (machine.cgroup_hierarchies()[0] / machine.cgroup_path(lab.name, "worker-2")).exists()
+    assert "worker-2" not in smaller.inventory_path.read_text()
+    assert ssh(lab, lab.topology.node("worker-1"), "hostname").strip() == "worker-1"
+
+
 def test_lab_exec_runs_in_the_node_and_returns_its_exit_code(single_master):
     lab = single_master
     lab.up(log=lambda msg: None)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from kubestrata.cachedir import locked
 from kubestrata.lab import debian
 from kubestrata.paths import CACHE_DIR
 
@@ -32,8 +33,9 @@ def tarball() -> Path:
     target = CACHE_DIR / "test-image" / f"busybox-test-image-{LAYOUT}.tar"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="kubestrata-image-") as scratch:
+    with locked(target.parent), tempfile.TemporaryDirectory(prefix="kubestrata-image-") as scratch:
+        if target.exists():                              # another process built it meanwhile
+            return target
         busybox = _busybox(Path(scratch))
         building = target.with_suffix(".building")
         building.write_bytes(_oci_archive(_layer(busybox)))

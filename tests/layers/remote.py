@@ -9,11 +9,34 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from kubestrata.remote import ssh_argv
 
 
 CONNECTION_FAILED = 255     # ssh's own exit code
+SETTLE_SECONDS = 60
+
+Result = TypeVar("Result")
+
+
+def exited_0(result) -> bool:
+    """Whether a testinfra CommandResult or a CompletedProcess exited 0."""
+    return (result.rc if hasattr(result, "rc") else result.returncode) == 0
+
+
+def eventually(command: Callable[[], Result], within: float = SETTLE_SECONDS,
+               succeeded: Callable[[Result], bool] = exited_0) -> Result:
+    """command() again until its result succeeded or `within` seconds have passed; its last
+    result. For requests to etcd or an API server: on a loaded machine one request can miss its
+    deadline while the cluster stays ready, and a check is about the cluster being ready, not
+    about one request."""
+    deadline = time.monotonic() + within
+    while True:
+        result = command()
+        if succeeded(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(2)
 
 
 def run(hostvars: dict, command: str, stdin: Path | None = None, timeout: float = 120,
@@ -25,7 +48,7 @@ def run(hostvars: dict, command: str, stdin: Path | None = None, timeout: float 
     for _ in range(attempts):
         try:
             with open(stdin or "/dev/null", "rb") as source:
-                result = subprocess.run([*ssh_argv(hostvars), command], stdin=source,
+                result = subprocess.run([*shared_ssh_argv(hostvars), command], stdin=source,
                                         capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             result = None
@@ -36,6 +59,17 @@ def run(hostvars: dict, command: str, stdin: Path | None = None, timeout: float 
         raise TimeoutError(f"`{command}` on {hostvars['inventory_hostname']} did not end "
                            f"within {timeout:.0f} s, {attempts} times")
     return result
+
+
+def shared_ssh_argv(hostvars: dict) -> list[str]:
+    """ssh_argv, through the master connection of the inventory's socket directory (where
+    `kubestrata verify` keeps testinfra's): one handshake per node, not one per command."""
+    argv = ssh_argv(hostvars)
+    directory = hostvars.get("ansible_control_path_dir")
+    if not directory or not Path(directory).is_dir():
+        return argv
+    return [*argv[:-1], "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
+            "-o", f"ControlPath={directory}/%C", argv[-1]]
 
 
 @contextmanager

@@ -1,17 +1,13 @@
 """Each role's molecule scenario on lab nodes (tests/layers/molecule/create.yml makes them):
 converge, idempotence and verify pass, and destroy leaves nothing behind."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
 from kubestrata import topology
 from kubestrata.lab.lab import Lab
 from kubestrata.paths import PROJECT_ROOT
+from tests.harness import assert_passed, molecule
 from tests.lab.conftest import leftovers
 
 # cri_o has none: CRI-O cannot be installed here (no route to its package repository).
@@ -30,14 +26,10 @@ def scenario_lab(role: str) -> Lab:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_molecule_scenario(role):
-    venv_bin = Path(sys.executable).parent
-    result = subprocess.run([str(venv_bin / "molecule"), "test"], cwd=PROJECT_ROOT / "roles" / role,
-                            capture_output=True, text=True, timeout=1200,
-                            env={**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}",
-                                 "NO_COLOR": "1"})
+    result = molecule(role)
     lab = scenario_lab(role)
     try:
-        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        assert_passed(result)
         assert leftovers(lab) == []
     finally:
         lab.down()

@@ -1,12 +1,15 @@
 """Providers refuse clearly, before creating anything, when their tools or settings are missing."""
 
+import shlex
 import shutil
+import subprocess
+from types import SimpleNamespace
 
 import pytest
 
 from pulumi import automation
 
-from kubestrata import gobuild, paths, playbook, providers, pulumi_cli, topology
+from kubestrata import gobuild, hostkeys, paths, playbook, providers, pulumi_cli, topology, vms
 from kubestrata.cli import main
 
 
@@ -57,6 +60,7 @@ class FakeStack:
         self.failure = failure
 
     def _fail(self, on_output, **options):
+        self.options = options
         on_output("Updating (all-in-one):")
         raise automation.errors.CommandError(automation.CommandResult(
             stdout="Updating (all-in-one):\n", stderr=self.failure, code=255))
@@ -78,9 +82,10 @@ def fake_pulumi(monkeypatch, tmp_path):
     calls = []
 
     def create_or_select_stack(**arguments):
-        calls.append(arguments)
-        return FakeStack("error: update failed\n  error: libvirt_domain all-in-one-node-1: "
-                         "cannot start:\n    more detail\n  error: a second error\n")
+        stack = FakeStack("error: update failed\n  error: libvirt_domain all-in-one-node-1: "
+                          "cannot start:\n    more detail\n  error: a second error\n")
+        calls.append({**arguments, "stack": stack})
+        return stack
     monkeypatch.setattr(automation, "create_or_select_stack", create_or_select_stack)
     return calls
 
@@ -95,6 +100,20 @@ def test_libvirt_runs_infra_as_an_inline_program_in_the_project(fake_pulumi, tmp
     assert call["program"].__module__ == "program"
     assert call["opts"].work_dir == str(tmp_path / "project")
     assert call["opts"].env_vars == {"PATH": "/plugin"}
+
+
+def test_libvirt_asks_pulumi_for_a_new_machine_of_a_renewed_node(fake_pulumi):
+    """`kubestrata replace` on libvirt: the node's next generation is recorded (with a new host
+    key) before pulumi up, and stays recorded when that fails, so the next up makes it."""
+    (paths.STATE_DIR / "libvirt" / "all-in-one").mkdir(parents=True)
+    key = paths.STATE_DIR / "libvirt" / "all-in-one" / "node-1_ed25519"
+    key.write_text("the old machine's key")
+    provider = providers.provider_for("libvirt", topology.load("all-in-one"))
+    with pytest.raises(providers.ProviderError):
+        provider.create(log=print, renew=frozenset({"node-1"}))
+    assert vms.generations("all-in-one") == {"node-1": 1}
+    assert not key.exists()
+    assert len(fake_pulumi) == 1
 
 
 @pytest.mark.parametrize("command", ["up", "down"])
@@ -127,3 +146,65 @@ def test_libvirt_says_when_building_the_pulumi_cli_fails(monkeypatch):
     with pytest.raises(providers.ProviderError, match="no Pulumi CLI on PATH, and building it "
                                                       "failed: Go go1.25.0 is too old"):
         provider.create(log=print)
+
+
+def test_up_and_down_refresh_the_state_first(fake_pulumi):
+    """A VM deleted by hand is seen missing and made again; down does not trip over it."""
+    provider = providers.provider_for("libvirt", topology.load("all-in-one"))
+    for operation in (provider.create, provider.destroy):
+        with pytest.raises(providers.ProviderError):
+            operation(log=print)
+    assert [call["stack"].options["refresh"] for call in fake_pulumi] == [True, True]
+
+
+ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKubestrataTestAdminKey0000000000000000 admin"
+
+
+@pytest.fixture
+def libvirt_inventory(tmp_path, monkeypatch):
+    """single-master's inventory as the Pulumi program writes it, for a remote hypervisor."""
+    monkeypatch.setattr(paths, "INVENTORY_DIR", tmp_path / "inventories")
+    topo = topology.load("single-master")
+    uri = "qemu+ssh://admin@kvm2/system?keyfile=/home/me/.ssh/id_ed25519"
+    vms.write_access_files(topo, vms.Settings(ADMIN_KEY, uri=uri),
+                           hostkeys.ensure(tmp_path / "keys", [n.name for n in topo.nodes]))
+    return uri
+
+
+def test_console_is_virsh_with_the_nodes_hypervisor(libvirt_inventory, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
+    assert main(["console", "single-master", "worker-1", "--provider", "libvirt"]) == 0
+    argv = ["virsh", "-c", libvirt_inventory, "console", "single-master-worker-1"]
+    assert calls == [argv]
+    assert capsys.readouterr().err == shlex.join(argv) + "\n"
+
+
+def test_console_before_up_or_of_an_unknown_node_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(paths, "INVENTORY_DIR", tmp_path / "inventories")
+    assert main(["console", "single-master", "cp-1", "--provider", "libvirt"]) == 1
+    inventory = tmp_path / "inventories" / "libvirt" / "single-master" / "hosts.yml"
+    assert capsys.readouterr().err == (f"kubestrata: cp-1 is not in {inventory} yet: run "
+                                       "kubestrata up single-master --provider libvirt\n")
+    assert main(["console", "single-master", "cp-9", "--provider", "libvirt"]) == 2
+    assert "no node 'cp-9' in topology single-master" in capsys.readouterr().err
+
+
+def test_console_of_a_lab_node_is_a_shell_on_it():
+    argv = providers.provider_for("lab", topology.load("single-master")).console_argv("cp-1")
+    assert argv[:3] == ["ip", "netns", "exec"] and argv[-3:] == ["root@10.40.2.10", "--", "bash"]
+
+
+def test_machines_not_ready_name_their_console_with_its_uri(libvirt_inventory, monkeypatch):
+    provider = providers.provider_for("libvirt", topology.load("single-master"))
+    monkeypatch.setattr(providers.LibvirtProvider, "_pulumi", lambda *arguments: SimpleNamespace(
+        summary=SimpleNamespace(resource_changes={"same": 20})))
+    monkeypatch.setattr(providers.remote, "wait_until_ready",
+                        lambda hosts, timeout, ready: {"cp-1": "no SSH"})
+    with pytest.raises(providers.ProviderError) as error:
+        provider.create(log=print)
+    assert str(error.value) == (
+        f"machines not ready: cp-1: no SSH. Read their serial console: virsh -c "
+        f"'{libvirt_inventory}' console single-master-cp-1 (log: "
+        "/var/log/libvirt/qemu/single-master-cp-1-console.log)")

@@ -1,7 +1,8 @@
 """`kubestrata up --provider lab` from nothing for all-in-one, as a user runs it (no -e): the
 machines, every layer with Kubernetes from the bundle the lab serves, every layer verified, and
 the summary with the kubeconfig and the kubectl line, which shows the node Ready; a second `up`
-changes nothing in any layer and says so. And `kubestrata verify` on single-master's shared lab
+changes nothing in any layer and says so; `kubestrata plan` names drift made by hand and the next
+`up` puts it back. And `kubestrata verify` on single-master's shared lab
 with one layer broken on one node reports exactly that layer and node, until the layer is
 applied again."""
 
@@ -18,7 +19,7 @@ from kubestrata.lab.lab import Lab
 from kubestrata.paths import STATE_DIR
 from kubestrata.verify import LAYERS
 from tests.harness import VENV_BIN, needs_root, renamed_topology, table_row
-from tests.lab.conftest import leftovers
+from tests.lab.conftest import leftovers, ssh
 
 pytestmark = [pytest.mark.lab, needs_root]
 
@@ -97,6 +98,50 @@ def test_a_second_up_changes_nothing_in_any_layer(two_ups):
     assert any(line.endswith("Kubernetes pod network: pod CIDRs from the topology and the add-on")
                for line in plays), second.stdout
     assert all(line.startswith("  ok ") and "no changes" in line for line in plays), second.stdout
+
+
+DRIFT = {"file": ("runtime", "Configure containerd and its CRI plugin"),
+         "package": ("prepare", "Install the base packages that are missing"),
+         "service": ("prepare", "Run chrony now and at boot")}
+
+
+def node_state(lab: Lab) -> dict[str, str]:
+    """What the drift test changes on node-1: a file, a package and a service."""
+    out = ssh(lab, lab.topology.node("node-1"),
+              "tail -n 1 /etc/containerd/config.toml;"
+              " dpkg-query -W -f '${db:Status-Abbrev}\\n' socat 2>/dev/null || echo removed;"
+              " systemctl is-active chrony; systemctl is-enabled chrony", check=False)
+    file, package, active, enabled = out.splitlines()
+    return {"file": file, "package": package.strip(), "service": f"{active} {enabled}"}
+
+
+def test_plan_shows_drift_and_up_puts_it_back(two_ups):
+    """A file, a package and a service changed by hand: `plan` names each (layer, node, task)
+    and changes nothing; `up` puts each back; `plan` then says nothing would change."""
+    topo, *_ = two_ups
+    lab = Lab(topo)
+    converged = node_state(lab)
+    assert converged == {"file": converged["file"], "package": "ii",
+                         "service": "active enabled"}
+    ssh(lab, topo.node("node-1"), "echo '# drift' >> /etc/containerd/config.toml && "
+        "apt-get remove -qq socat >/dev/null && systemctl disable --now -q chrony")
+    drifted = node_state(lab)
+    assert drifted == {"file": "# drift", "package": "removed", "service": "inactive disabled"}
+
+    plan = kubestrata("plan", str(topo.source))
+    assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-2000:]
+    planned = {tuple(line.split(None, 2)) for line in plan.stdout.splitlines()
+               if re.match(r" {11}\w+ +node-1 ", line)}
+    assert {(layer, "node-1", task) for layer, task in DRIFT.values()} <= planned, plan.stdout
+    assert {layer for layer, _, _ in planned} == {"prepare", "runtime"}, plan.stdout
+    assert node_state(lab) == drifted
+
+    up = kubestrata("up", str(topo.source))
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
+    assert node_state(lab) == converged
+    again = kubestrata("plan", str(topo.source))
+    assert re.search(r"^plan\s+done in [\d.]+ s: nothing would change$", again.stdout, re.M), \
+        again.stdout
 
 
 @pytest.mark.parametrize("site", ["single-master"], indirect=True)

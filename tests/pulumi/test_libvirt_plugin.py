@@ -27,8 +27,7 @@ from kubestrata import gobuild, pulumi_cli
 from tests.pulumi.test_engine import built_root, isolated  # noqa: F401 (fixtures)
 
 SOCKET = "/nonexistent/kubestrata-test/libvirt-sock"
-INFRA_CLASSES = (libvirt.Pool, libvirt.Volume, libvirt.CloudInitDisk, libvirt.Network,
-                 libvirt.Domain)
+INFRA_CLASSES = (libvirt.Pool, libvirt.Volume, libvirt.Network, libvirt.Domain)
 
 
 @pytest.fixture(scope="session")

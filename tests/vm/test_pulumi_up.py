@@ -9,9 +9,12 @@ sshProxyCommand, and memory through kubestrata:overrides); PULUMI_HOME, HOME, te
 kubestrata's state, runs and inventories are in tmp_path too, and the admin key is in an
 ssh-agent of the test's own (as a user's key would be). Then, as `kubestrata up` does, its
 machines phase (LibvirtProvider.create: pulumi up, then wait for SSH and cloud-init from the
-inventory the program wrote), what cloud-init applied, a second up that changes nothing, and
-`kubestrata down --provider libvirt --yes`, after which the daemon has no domain, volume, pool
-or network.
+inventory the program wrote), what cloud-init applied, a second up that changes nothing, the
+console command, the modes on the hypervisor; then a new admin key, which a preview shows
+replacing the live domain (the old one first), and the domain deleted by hand: the next up
+finds it gone (refresh), makes it again with the new seed and cloud-init installs the new key;
+and `kubestrata down --provider libvirt --yes`, after which the daemon has no domain, volume,
+pool or network.
 
 The layers do not run here: the test image has none of prepare's packages (curl, chrony,
 conntrack, ...) and the VMs have no route to a mirror.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import xml.etree.ElementTree as ElementTree
@@ -31,6 +35,7 @@ from pulumi import automation
 
 from kubestrata import orchestrate, paths, providers, pulumi_cli, remote, topology, vms
 from kubestrata.cli import main
+from kubestrata.shell import run
 from tests.harness import needs_root
 from tests.pulumi import world
 
@@ -79,19 +84,44 @@ def user_project(tmp_path, monkeypatch, libvirt_host, debian_image, ssh_agent) -
     }, "pulumi up test")
 
 
-def last_update(project: Path) -> dict:
-    """The resource changes of the stack's last update, from its history."""
-    stack = automation.select_stack(
+def stack_of(project: Path) -> automation.Stack:
+    """The stack as kubestrata's provider opens it."""
+    return automation.select_stack(
         stack_name=STACK, project_name=providers.PULUMI_PROJECT_NAME,
         program=providers.infra_program(), opts=automation.LocalWorkspaceOptions(
             work_dir=str(project), pulumi_command=pulumi_cli.command(),
             env_vars=pulumi_cli.libvirt_plugin_env()))
-    [entry] = stack.history(page_size=1)
+
+
+def last_update(project: Path) -> dict:
+    """The resource changes of the stack's last update, from its history."""
+    [entry] = stack_of(project).history(page_size=1)
     return entry.resource_changes
 
 
+def preview_steps(project: Path) -> dict[str, list[str]]:
+    """The steps a preview plans, in order, by resource name, for those that change."""
+    steps: dict[str, list[str]] = {}
+
+    def on_event(event) -> None:
+        if event.resource_pre_event is not None:
+            metadata = event.resource_pre_event.metadata
+            if metadata.op != automation.events.OpType.SAME:
+                steps.setdefault(metadata.urn.split("::")[-1], []).append(metadata.op.value)
+    stack_of(project).preview(on_event=on_event, color="never")
+    return steps
+
+
+def seed_digest(host, topo, node) -> str:
+    """The content hash in the name of the node's seed volume on the hypervisor."""
+    [seed] = [v for v in host.virsh("vol-list", vms.pool_name(topo)).stdout.split()
+              if v.startswith(f"{node.name}-seed-")]
+    return seed.removeprefix(f"{node.name}-seed-").removesuffix(".iso")
+
+
 def test_kubestrata_up_makes_the_vm_with_pulumi_and_down_removes_it(libvirt_host, debian_image,
-                                                                    user_project, capsys):
+                                                                    user_project, capsys,
+                                                                    tmp_path):
     host, timings = libvirt_host, {}
     topo = topology.load(STACK, {"node_groups": {"node": {"memory_mib": MEMORY_MIB}}})
     node = topo.node(NODE)
@@ -142,8 +172,7 @@ def test_kubestrata_up_makes_the_vm_with_pulumi_and_down_removes_it(libvirt_host
         assert f"inet {node.address}/{topo.network.prefixlen} " in \
             on_node("ip -4 -o addr show dev eth0")
         assert on_node("ip route show default").startswith(f"default via {topo.gateway} ")
-        assert on_node(f"getent hosts {NODE}.{topo.domain} || getent hosts {NODE}").split()[0] \
-            == str(node.address)                        # the network's DNS (dnsmasq)
+        assert on_node(f"getent hosts {NODE}.{topo.domain}").split()[0] == str(node.address)
         root_size = int(on_node("df --block-size=1 --output=size / | tail -1"))
         assert root_size > 0.9 * node.disk_gib * 1024 ** 3, "growpart did not grow the root"
         assert on_node("findmnt -no SOURCE /") == "/dev/vda1"
@@ -168,12 +197,50 @@ def test_kubestrata_up_makes_the_vm_with_pulumi_and_down_removes_it(libvirt_host
         volumes = host.virsh("vol-list", vms.pool_name(topo)).stdout
         assert vms.image_volume_name(str(debian_image.disk)) in volumes.split()
         assert f"{NODE}.qcow2" in volumes.split() and "disk.qcow2" not in volumes.split()
+        # Nobody else on the hypervisor reads the volumes (the seed holds the private host key).
+        pool_dir = host.workdir / vms.pool_path(topo, vms.Settings("")).lstrip("/")
+        assert stat.S_IMODE(pool_dir.stat().st_mode) == 0o711
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in pool_dir.iterdir()}
+        assert set(modes.values()) == {0o600} and len(modes) == 3, modes
+        # The guest took the seed's content hash as its instance-id.
+        digest = seed_digest(host, topo, node)
+        assert on_node("cat /var/lib/cloud/data/instance-id") == f"{domain}-{digest}"
+        # `kubestrata console`'s command reaches the domain on its hypervisor.
+        console = provider.console_argv(NODE)
+        assert console == ["virsh", "-c", host.uri, "console", domain]
+        assert run([*console[:3], "domstate", domain]).stdout.strip() == "running"
 
         # A second up changes nothing.
         started = time.monotonic()
         assert machines.action() == "nothing changed"
         timings["second up"] = time.monotonic() - started
         assert last_update(user_project) == {"same": created}
+
+        # A new admin key: a new seed, so a new domain, the old one deleted first.
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin2@test",
+                        "-f", str(tmp_path / "admin2")], check=True)
+        subprocess.run(["ssh-add", "-q", str(tmp_path / "admin2")], check=True,
+                       capture_output=True)
+        new_key = (tmp_path / "admin2.pub").read_text().strip()
+        stack_of(user_project).set_config("kubestrata:sshPublicKey",
+                                          automation.ConfigValue(new_key))
+        started = time.monotonic()
+        steps = preview_steps(user_project)
+        timings["preview"] = time.monotonic() - started
+        assert set(steps) == {f"{NODE}-seed", f"{NODE}-domain"}, steps
+        domain_steps = steps[f"{NODE}-domain"]
+        assert domain_steps.index("delete-replaced") < domain_steps.index("create-replacement")
+        # The domain deleted by hand: up sees it gone and makes it, with the new seed.
+        host.virsh("destroy", domain)
+        host.virsh("undefine", domain)
+        started = time.monotonic()
+        assert machines.action() != "nothing changed"
+        timings["up after a hand-deleted domain, boot"] = time.monotonic() - started
+        assert host.virsh("domstate", domain).stdout.strip() == "running"
+        assert seed_digest(host, topo, node) != digest, "the old seed stays"
+        assert on_node("cat /var/lib/cloud/data/instance-id") == \
+            f"{domain}-{seed_digest(host, topo, node)}"
+        assert new_key in on_node("cat .ssh/authorized_keys").splitlines()
     finally:
         capsys.readouterr()
         started = time.monotonic()

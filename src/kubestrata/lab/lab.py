@@ -65,14 +65,18 @@ class Lab:
 
     # ---- bring up -------------------------------------------------------------------------
 
-    def up(self, log=print) -> list[str]:
-        """Converge the lab to the topology; returns what changed (empty: nothing)."""
+    def up(self, log=print, retire: frozenset[str] = frozenset(),
+           renew: frozenset[str] = frozenset()) -> list[str]:
+        """Converge the lab to the topology; returns what changed (empty: nothing). Nodes the
+        topology no longer has are removed if they are in retire, and refused otherwise. The
+        nodes in renew are removed first and made anew (new files, new SSH host key)."""
         preflight()
-        self._refuse_foreign_nodes()
+        changes: list[str] = []
+        for name in [*self._retired_nodes(retire), *sorted(renew)]:
+            changes += [f"{name}: {what}" for what in self._remove_node(name)]
         base = rootfs.ensure(log)
         packages = mirror.ensure(base, log)
         self.bundle = self._bundle(log)
-        changes: list[str] = []
         prefix = self.topology.network.prefixlen
         gateway = str(self.topology.gateway)
         if network.ensure_lab(self.name, gateway, prefix):
@@ -117,14 +121,31 @@ class Lab:
             return None
         return sourcebundle.ensure(version, log=log)
 
-    def _refuse_foreign_nodes(self) -> None:
+    def _retired_nodes(self, retire: frozenset[str]) -> list[str]:
+        """The nodes the lab runs that the topology no longer has; refused unless in retire."""
         expected = {network.node_namespace(self.name, n.name) for n in self.topology.nodes}
-        strays = [ns for ns in network.namespaces(self.name)
-                  if ns != self.namespace and ns not in expected]
-        if strays:
-            names = ", ".join(ns.split(".", 1)[1] for ns in strays)
-            raise LabError(f"lab {self.name} runs nodes the topology no longer has ({names}); "
-                           f"run `kubestrata lab down {self.name}` first, then up again")
+        strays = sorted(ns.split(".", 1)[1] for ns in network.namespaces(self.name)
+                        if ns != self.namespace and ns not in expected)
+        refused = [name for name in strays if name not in retire]
+        if refused:
+            raise LabError(f"lab {self.name} runs nodes the topology no longer has "
+                           f"({', '.join(refused)}); `kubestrata up` removes them after asking, "
+                           f"or run `kubestrata lab down {self.name}` first, then up again")
+        return strays
+
+    def _remove_node(self, name: str) -> list[str]:
+        """Stop one node and remove its processes, mounts, namespace and files."""
+        pid = machine.nspawn_pids(self.name).get(name)
+        removed = ["stopped"] if pid else []
+        if pid:
+            machine.stop([pid])
+        node_dir = self.dir / "nodes" / name
+        removed += _clear(machine.cgroup_path(self.name, name),
+                          [network.node_namespace(self.name, name)], node_dir)
+        if node_dir.exists():
+            shutil.rmtree(node_dir)
+            removed.append(f"deleted {node_dir}")
+        return removed
 
     def _ensure_served(self, name: str, directory: Path, port: int) -> bool:
         """Serve directory over HTTP on the gateway; a server of another directory is replaced."""
@@ -230,13 +251,16 @@ class Lab:
             return list(pool.map(one, self.topology.nodes))
 
     def exec(self, node: str, command: list[str]) -> int:
+        return subprocess.call(self.exec_argv(node, command))
+
+    def exec_argv(self, node: str, command: list[str]) -> list[str]:
+        """ssh as root to node from the lab's namespace, running command."""
         address = str(self.topology.node(node).address)
         tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
         # One argument is a shell line (as with ssh); several are quoted to keep their words.
         remote = command[0] if len(command) == 1 else shlex.join(command)
-        argv = ["ip", "netns", "exec", self.namespace, "ssh", *self.ssh_options(), *tty,
+        return ["ip", "netns", "exec", self.namespace, "ssh", *self.ssh_options(), *tty,
                 f"root@{address}", "--", remote]
-        return subprocess.call(argv)
 
     def run(self, command: list[str]) -> int:
         """command inside the lab namespace, from the project root, with ANSIBLE_INVENTORY set
@@ -290,9 +314,20 @@ def remove(name: str) -> list[str]:
     if nspawn:
         machine.stop(list(nspawn.values()))
         removed.append(f"stopped {len(nspawn)} nodes")
-    namespaces = network.namespaces(name)
-    # A node's init outlives a killed nspawn; the mirror server lives in the lab namespace.
-    leftover = sorted(machine.cgroup_pids(machine.cgroup_path(name))
+    # The mirror server lives in the lab namespace.
+    removed += _clear(machine.cgroup_path(name), network.namespaces(name), directory)
+    for path in (directory, inventory_path(name).parent, control_path_dir(name)):
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(f"deleted {path}")
+    return removed
+
+
+def _clear(cgroup: Path, namespaces: list[str], directory: Path) -> list[str]:
+    """Stop what still runs in the cgroup or the namespaces (a node's init outlives a killed
+    nspawn), unmount everything under directory, delete the namespaces and the cgroups."""
+    removed = []
+    leftover = sorted(machine.cgroup_pids(cgroup)
                       | {pid for ns in namespaces for pid in network.pids(ns)})
     if leftover:
         machine.stop(leftover, timeout=5)
@@ -307,13 +342,9 @@ def remove(name: str) -> list[str]:
         network.delete(ns)
     if namespaces:
         removed.append(f"deleted {len(namespaces)} network namespaces")
-    machine.remove_cgroups(machine.cgroup_path(name))
+    machine.remove_cgroups(cgroup)
     if _mounts_under(directory):
         raise LabError(f"mounts remain under {directory}; not deleting it")
-    for path in (directory, inventory_path(name).parent, control_path_dir(name)):
-        if path.exists():
-            shutil.rmtree(path)
-            removed.append(f"deleted {path}")
     return removed
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kubestrata.cachedir import locked
 from kubestrata.lab import debian
 from kubestrata.paths import CACHE_DIR
 
@@ -50,20 +51,23 @@ def ensure(rootfs: Path, log=print) -> Path:
     target = CACHE_DIR / "mirror" / f"{debian.SUITE}-{key(rootfs)}"
     if (target / "Packages").exists():
         return target
-    building = target.with_name(target.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    log(f"building the lab package mirror ({len(PACKAGES)} packages and their dependencies) "
-        f"in {target}")
-    debian.download(list(PACKAGES), building, status_file=rootfs / "var" / "lib" / "dpkg" / "status")
-    shutil.rmtree(building / "partial", ignore_errors=True)
-    (building / "lock").unlink(missing_ok=True)
-    # Scanned before the suites' directories exist: dpkg-scanpackages looks into subdirectories.
-    (building / "Packages").write_text(_scan(building))
-    for suite, names in OTHER_SUITES.items():
-        for name in names:
-            debian.fetch(name, building / suite, suite=suite)
-        (building / suite / "Packages").write_text(_scan(building / suite))
-    building.rename(target)
+    with locked(target.parent):
+        if (target / "Packages").exists():               # another process built it meanwhile
+            return target
+        building = target.with_name(target.name + ".building")
+        shutil.rmtree(building, ignore_errors=True)
+        log(f"building the lab package mirror ({len(PACKAGES)} packages and their dependencies) "
+            f"in {target}")
+        debian.download(list(PACKAGES), building, status_file=rootfs / "var" / "lib" / "dpkg" / "status")
+        shutil.rmtree(building / "partial", ignore_errors=True)
+        (building / "lock").unlink(missing_ok=True)
+        # Scanned before the suites' directories exist: dpkg-scanpackages looks into subdirectories.
+        (building / "Packages").write_text(_scan(building))
+        for suite, names in OTHER_SUITES.items():
+            for name in names:
+                debian.fetch(name, building / suite, suite=suite)
+            (building / suite / "Packages").write_text(_scan(building / suite))
+        building.rename(target)
     return target
 
 

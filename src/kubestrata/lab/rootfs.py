@@ -10,6 +10,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from kubestrata.cachedir import locked
 from kubestrata.lab.debian import SUITE, archive_url
 from kubestrata.paths import CACHE_DIR
 from kubestrata.shell import run
@@ -61,14 +62,16 @@ def ensure(log=print) -> Path:
     target = path()
     if (target / "etc" / "os-release").exists():
         return target
-    building = target.with_name(target.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    building.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the lab base rootfs (Debian {SUITE}, once; about a minute) in {target}")
-    run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
-         str(building), archive_url()], timeout=900)
-    _customise(building)
-    building.rename(target)
+    with locked(target.parent):
+        if (target / "etc" / "os-release").exists():      # another process built it meanwhile
+            return target
+        building = target.with_name(target.name + ".building")
+        shutil.rmtree(building, ignore_errors=True)
+        log(f"building the lab base rootfs (Debian {SUITE}, once; about a minute) in {target}")
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+             str(building), archive_url()], timeout=900)
+        _customise(building)
+        building.rename(target)
     return target
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 
 import pytest
 import yaml
@@ -33,7 +32,10 @@ class Kubectl:
         command = self.prefix + args
         if manifest is not None:
             command = f"printf %s {shlex.quote(manifest)} | {command}"
-        result = remote.run(self.hostvars, command)
+        if check:
+            result = remote.eventually(lambda: remote.run(self.hostvars, command))
+        else:
+            result = remote.run(self.hostvars, command)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {args}: {result.stderr.decode().strip()}")
         return result.stdout.decode()
@@ -64,12 +66,7 @@ def _running_and_ready(pod: dict) -> bool:
 
 def _wait(probe, timeout: float = READY_TIMEOUT):
     """probe() until it is truthy or the time is up; its last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(2)
+    return remote.eventually(probe, timeout, succeeded=bool)
 
 
 def test_every_node_is_ready(kubectl, k8s_hosts):
@@ -110,6 +107,8 @@ def _workload(servers: int) -> str:
          "metadata": {"name": "echo", "namespace": NAMESPACE},
          "spec": {"replicas": servers, "selector": {"matchLabels": labels},
                   "template": {"metadata": {"labels": labels}, "spec": {
+                      # httpd is PID 1 and ignores SIGTERM: no 30 s wait when the checks end
+                      "terminationGracePeriodSeconds": 0,
                       "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                           {"labelSelector": {"matchLabels": labels},
                            "topologyKey": "kubernetes.io/hostname"}]}},
@@ -160,9 +159,21 @@ def workload(kubectl, inventory, k8s_hosts):
             remote.run(node, f"ctr -n k8s.io images rm {offline_image.TEST_IMAGE}")
 
 
+# A new Service's rules reach every node's kube-proxy a moment after its pods are Ready.
+SERVICE_SYNC_TIMEOUT = 30
+
+
+def _answer(fetch, good) -> str:
+    """fetch() until good(answer) or SERVICE_SYNC_TIMEOUT is up; the last answer."""
+    return remote.eventually(fetch, SERVICE_SYNC_TIMEOUT, succeeded=good)
+
+
 def _fetch(kubectl: Kubectl, client: dict, url: str) -> str:
-    return kubectl(f"exec -n {NAMESPACE} {client['metadata']['name']} -- "
-                   f"wget -q -T 5 -O - {url}", check=False).strip()
+    """The page's text, or what kubectl exec and wget said when there was none."""
+    result = remote.run(kubectl.hostvars, kubectl.prefix + f"exec -n {NAMESPACE} "
+                        f"{client['metadata']['name']} -- wget -q -T 5 -O - {url}")
+    answer = result.stdout.decode().strip()
+    return answer if result.returncode == 0 else f"{answer} {result.stderr.decode().strip()}".strip()
 
 
 def test_the_workload_has_a_replica_on_each_worker(workload, inventory, k8s_hosts):
@@ -172,19 +183,37 @@ def test_the_workload_has_a_replica_on_each_worker(workload, inventory, k8s_host
     assert nodes == sorted(workers or [h["inventory_hostname"] for h in k8s_hosts])
 
 
-def test_a_pod_on_every_node_reaches_the_service_by_its_dns_name(kubectl, workload):
+def _dns_diagnosis(kubectl: Kubectl, client: dict, node: dict, name: str) -> str:
+    """What the client's lookup says, where CoreDNS runs and what it logged last, and whether
+    the client's node has the DNS Service's rules (kube-proxy's)."""
+    lookup = remote.run(kubectl.hostvars, kubectl.prefix + f"exec -n {NAMESPACE} "
+                        f"{client['metadata']['name']} -- nslookup {name}")
+    coredns = kubectl("get pods -n kube-system -l k8s-app=kube-dns -o wide", check=False)
+    logged = kubectl("logs -n kube-system -l k8s-app=kube-dns --tail 5 --prefix", check=False)
+    rules = remote.run(node, "iptables-save -t nat | grep -c 'kube-system/kube-dns:dns '")
+    return (f"nslookup: {(lookup.stdout + lookup.stderr).decode().strip()}\n{coredns.strip()}\n"
+            f"CoreDNS's last lines:\n{logged.strip()}\n"
+            f"kube-dns rules in {node['inventory_hostname']}'s nat table: "
+            f"{rules.stdout.decode().strip() or 0}")
+
+
+def test_a_pod_on_every_node_reaches_the_service_by_its_dns_name(kubectl, workload, k8s_hosts):
     names = {p["metadata"]["name"] for p in workload["servers"]}
-    url = f"http://echo.{NAMESPACE}.svc.cluster.local/"
+    name = f"echo.{NAMESPACE}.svc.cluster.local"
+    hosts = {h["inventory_hostname"]: h for h in k8s_hosts}
     for client in workload["clients"]:
-        answer = _fetch(kubectl, client, url)
-        assert answer in names, f"{client['spec']['nodeName']}: {url} answered {answer!r}"
+        node = client["spec"]["nodeName"]
+        answer = _answer(lambda: _fetch(kubectl, client, f"http://{name}/"), lambda a: a in names)
+        assert answer in names, (f"{node}: http://{name}/ answered {answer!r}\n"
+                                 + _dns_diagnosis(kubectl, client, hosts[node], name))
 
 
 def test_pods_reach_each_other_across_nodes_by_pod_address(kubectl, workload):
     for client in workload["clients"]:
         for server in workload["servers"]:
             url = f"http://{server['status']['podIP']}:{SERVER_PORT}/"
-            answer = _fetch(kubectl, client, url)
+            answer = _answer(lambda: _fetch(kubectl, client, url),
+                             lambda a: a == server["metadata"]["name"])
             assert answer == server["metadata"]["name"], (
                 f"{client['spec']['nodeName']} -> {server['spec']['nodeName']} {url}: {answer!r}")
 
@@ -194,5 +223,6 @@ def test_the_node_port_answers_on_every_node_from_the_lab_network(workload, k8s_
     asking = k8s_hosts[-1]
     for node in k8s_hosts:
         url = f"http://{node['node_address']}:{workload['node_port']}/"
-        answer = remote.run(asking, f"curl -sS --max-time 5 {url}").stdout.decode().strip()
+        answer = _answer(lambda: remote.run(asking, f"curl -sS --max-time 5 {url}")
+                         .stdout.decode().strip(), lambda a: a in names)
         assert answer in names, f"{url} from {asking['inventory_hostname']}: {answer!r}"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.layers.remote import eventually
+
 pytestmark = pytest.mark.kubernetes
 
 COMPONENTS = {"kube-apiserver": "https://127.0.0.1:{apiserver_port}/livez",
@@ -42,10 +44,12 @@ def test_the_api_server_uses_the_external_etcd_with_the_etcd_layers_certificate(
 
 def test_the_node_is_ready_and_the_api_is_ready(host, control_plane):
     kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
-    assert host.check_output(f"{kubectl} get --raw /readyz") == "ok"
-    ready = host.check_output(f"{kubectl} get node {control_plane['inventory_hostname']} -o "
-                              "jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'")
-    assert ready == "True"
+    readyz = eventually(lambda: host.run(f"{kubectl} get --raw '/readyz?verbose'"))
+    assert readyz.rc == 0, readyz.stdout + readyz.stderr
+    ready = eventually(lambda: host.run(
+        f"{kubectl} get node {control_plane['inventory_hostname']} -o "
+        "jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'"))
+    assert ready.rc == 0 and ready.stdout == "True", ready.stdout + ready.stderr
 
 
 def test_the_admin_kubeconfig_is_for_root_only(host, control_plane, request):

@@ -33,3 +33,21 @@ def test_kubelet_uses_the_runtimes_cgroup_driver_and_socket(host, k8s_node):
 
 def test_no_join_token_is_left_on_the_node(host, k8s_node):
     assert not host.file("/etc/kubernetes/kubeadm-join.yaml").exists
+
+
+def test_the_offline_bundles_images_stay_on_the_node(host, k8s_node):
+    """With the offline install source nothing can pull an image again: every image the node may
+    run (kubeadm's list, less etcd, which runs outside Kubernetes here, and on workers less the
+    control plane's own) stays in its runtime; the kubelet must not garbage-collect them."""
+    if k8s_node.get("kube_install_source") != "offline":
+        pytest.skip("images come from a registry: the kubelet pulls what it lacks")
+    listed = host.check_output(f"kubeadm config images list --kubernetes-version "
+                               f"v{k8s_node['kubernetes_version']}").split()
+    needed = {i for i in listed if "/etcd:" not in i}
+    if "kube_control_plane" not in k8s_node["group_names"]:
+        needed = {i for i in needed
+                  if not any(f"/kube-{c}:" in i for c in ("apiserver", "controller-manager", "scheduler"))}
+    socket = json.loads(host.file("/etc/ansible/facts.d/kubestrata_runtime.fact").content_string)["cri_socket"]
+    images = json.loads(host.check_output(f"crictl --runtime-endpoint {socket} images -o json"))["images"]
+    present = {tag for image in images for tag in image.get("repoTags") or []}
+    assert sorted(needed - present) == []
