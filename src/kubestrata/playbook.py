@@ -67,13 +67,25 @@ class Result:
     unfinished: str = ""        # why the playbook did not run to its end, when it did not
 
 
+def _one_line(value) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= 400 else text[:400] + " ..."
+
+
 def _message(res: dict) -> str:
+    """The module's message; for a command that failed, with its exit code and the last line it
+    wrote (stderr's, else stdout's): "non-zero return code" alone says nothing."""
     for key in ("msg", "stderr", "reason", "module_stderr"):
         value = res.get(key)
         if value:
-            text = " ".join(str(value).split())
-            return text if len(text) <= 400 else text[:400] + " ..."
-    return "failed without a message (run with --verbose for Ansible's output)"
+            break
+    else:
+        return "failed without a message (run with --verbose for Ansible's output)"
+    if key == "msg" and "rc" in res:
+        said = [line for line in (res.get("stderr") or res.get("stdout") or "").splitlines()
+                if line.strip()]
+        value = f"{value} {res['rc']}" + (f": {said[-1]}" if said else "")
+    return _one_line(value)
 
 
 class Progress:

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from kubestrata import playbook
@@ -57,6 +58,24 @@ def test_unreachable_hosts_are_failures_with_the_reason():
     _, lines = replay(events)
     assert lines[0] == ("  FAILED cp-1 | Gathering Facts | "
                         "Failed to connect to the host via ssh: Connection refused")
+
+
+@pytest.mark.parametrize("res,says", [
+    ({"msg": "non-zero return code", "rc": 1, "stdout": "",
+      "stderr": "getting sandbox status\nE1202 rpc error: NotFound desc = pod sandbox not found\n"},
+     "non-zero return code 1: E1202 rpc error: NotFound desc = pod sandbox not found"),
+    ({"msg": "non-zero return code", "rc": 2, "stdout": "checking\nno such node\n", "stderr": ""},
+     "non-zero return code 2: no such node"),
+    ({"msg": "non-zero return code", "rc": 3, "stdout": "", "stderr": ""}, "non-zero return code 3"),
+])
+def test_a_failed_command_says_its_exit_code_and_last_line(res, says):
+    events = [
+        {"event": "playbook_on_play_start", "event_data": {"play": "kubernetes"}},
+        {"event": "runner_on_failed", "event_data": {"host": "cp-1", "task": "Restart", "res": res}},
+        {"event": "playbook_on_stats", "event_data": {}},
+    ]
+    progress, _ = replay(events)
+    assert progress.failures[0].message == says
 
 
 def test_verbose_streams_ansible_output_instead():
