@@ -77,5 +77,5 @@ def test_ansible_reads_the_rendered_inventory(tmp_path):
     listed = json.loads(subprocess.run([str(ansible_inventory), "-i", str(path), "--list"],
                                        capture_output=True, text=True, check=True).stdout)
     assert set(listed["k8s_cluster"]["children"]) == {"kube_control_plane", "kube_node"}
-    assert listed["_meta"]["hostvars"]["worker-2"]["pod_cidr"] == "10.244.4.0/24"
+    assert listed["_meta"]["hostvars"]["worker-2"]["pod_cidr"] == "10.244.17.0/24"  # 10.40.4.17
     assert sorted(listed["etcd"]["hosts"]) == ["etcd-1", "etcd-2", "etcd-3"]

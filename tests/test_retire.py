@@ -1,5 +1,6 @@
 """Which nodes `up` takes out when the topology shrinks: workers only, read from the inventory
-the last `up` wrote; a control plane or an etcd member is refused before anything changes."""
+the last `up` wrote; a control plane or an etcd member is refused before anything changes, and
+so is a node that stays but would move to another address or pod range."""
 
 import pytest
 
@@ -32,6 +33,31 @@ def test_a_control_plane_or_etcd_member_is_refused(tmp_path, group, before, afte
                                                    inventory_group):
     hosts = written(tmp_path, "ha-external-etcd", node_groups={group: {"count": before}})
     fewer = topology.load("ha-external-etcd", {"node_groups": {group: {"count": after}}})
-    with pytest.raises(orchestrate.RetireRefused, match=rf"no longer has {node}, which is in "
+    with pytest.raises(orchestrate.ChangeRefused, match=rf"no longer has {node}, which is in "
                                                         rf".*{inventory_group}"):
         orchestrate.retiring_nodes(fewer, hosts)
+
+
+def test_a_control_plane_added_to_an_earlier_group_is_refused_naming_the_addresses_to_keep(tmp_path):
+    hosts = written(tmp_path, "multi-master")
+    grown = topology.load("multi-master", {"node_groups": {"cp": {"count": 4}}})
+    with pytest.raises(orchestrate.ChangeRefused) as refused:
+        orchestrate.check_nodes_stay(grown, hosts)
+    assert str(refused.value) == (
+        "the topology would move worker-1 from 10.40.3.14 to 10.40.3.15 and 10.244.14.0/24 to "
+        "10.244.15.0/24; worker-2 from 10.40.3.15 to 10.40.3.16 and 10.244.15.0/24 to "
+        "10.244.16.0/24 (addresses are handed out in group order, and a node's pod range "
+        "follows its address): keep them with node_groups[2].addresses: [10.40.3.14, "
+        "10.40.3.15], or add nodes to the last group")
+
+    kept = topology.load("multi-master", {"node_groups": {
+        "cp": {"count": 4}, "worker": {"addresses": ["10.40.3.14", "10.40.3.15"]}}})
+    orchestrate.check_nodes_stay(kept, hosts)
+    assert kept.node("cp-4").address.exploded == "10.40.3.16"
+    assert str(kept.node("cp-4").pod_cidr) == "10.244.16.0/24"
+
+
+def test_workers_added_to_the_last_group_move_no_one(tmp_path):
+    hosts = written(tmp_path, "single-master")
+    orchestrate.check_nodes_stay(topology.load("single-master", {"node_groups": {"worker": {"count": 3}}}), hosts)
+    orchestrate.check_nodes_stay(topology.load("single-master", {}), tmp_path / "no.yml")

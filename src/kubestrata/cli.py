@@ -191,8 +191,9 @@ def cmd_up(args) -> int:
     provider = provider_for(args.provider, t)
     with provider.exclusive(args.command_line):
         try:
+            orchestrate.check_nodes_stay(t, provider.inventory_path())
             retire = orchestrate.retiring_nodes(t, provider.inventory_path())
-        except orchestrate.RetireRefused as exc:
+        except orchestrate.ChangeRefused as exc:
             print(f"kubestrata: {exc}; nothing was changed", file=sys.stderr)
             return 1
         if retire and not _confirmed(
@@ -234,6 +235,11 @@ def cmd_upgrade(args) -> int:
         if not provider.inventory_path().exists():
             print(f"kubestrata: no {provider.name} inventory for {t.name}; run `kubestrata up` "
                   "first", file=sys.stderr)
+            return 1
+        try:
+            orchestrate.check_nodes_stay(t, provider.inventory_path())
+        except orchestrate.ChangeRefused as exc:
+            print(f"kubestrata: {exc}; nothing was changed", file=sys.stderr)
             return 1
         versions = ", ".join(f"{k} {v}" for k, v in t.versions.items())
         _out(f"{t.name}: upgrading to {versions}")

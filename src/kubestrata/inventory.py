@@ -74,8 +74,17 @@ def dump(inventory: dict) -> str:
 def read_groups(path: Path) -> dict[str, list[str]]:
     """Each group of a written inventory and its own hosts, in order (k8s_cluster has none of
     its own: it is kube_control_plane and kube_node)."""
-    children = (yaml.safe_load(path.read_text()) or {}).get("all", {}).get("children", {})
+    children = _read(path).get("children", {})
     return {group: list((members or {}).get("hosts") or {}) for group, members in children.items()}
+
+
+def read_hosts(path: Path) -> dict[str, dict]:
+    """Each host of a written inventory and its variables."""
+    return {name: host or {} for name, host in (_read(path).get("hosts") or {}).items()}
+
+
+def _read(path: Path) -> dict:
+    return (yaml.safe_load(path.read_text()) or {}).get("all", {})
 
 
 def write(inventory: dict, path: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from kubestrata import playbook, verify
-from kubestrata.inventory import read_groups
+from kubestrata.inventory import read_groups, read_hosts
 from kubestrata.paths import PLAYBOOK_DIR
 from kubestrata.providers import Provider
 from kubestrata.topology import Topology
@@ -125,12 +125,42 @@ def plan_lines(result: playbook.Result, layer_of: dict[str, str]) -> list[str]:
 RETIRABLE_GROUPS = {"kube_node", "k8s_cluster"}
 
 
-class RetireRefused(Exception):
-    pass
+class ChangeRefused(Exception):
+    """A change of the topology that up does not make; the message names the fix."""
+
+
+def check_nodes_stay(topology: Topology, inventory: Path) -> None:
+    """Raises ChangeRefused when a node of the current inventory that the topology keeps would
+    get another address or pod range: addresses are handed out in group order, so a node added
+    to an earlier group moves every later one, and neither a machine's address nor a Node's pod
+    range changes in place."""
+    if not inventory.exists():
+        return
+    before = read_hosts(inventory)
+    moved, groups = [], {}
+    for node in topology.nodes:
+        was = before.get(node.name)
+        if not was:
+            continue
+        now = {"node_address": str(node.address),
+               "pod_cidr": str(node.pod_cidr) if node.pod_cidr else None}
+        changes = [f"{was.get(key)} to {value}" for key, value in now.items()
+                   if was.get(key) != value]
+        if changes:
+            moved.append(f"{node.name} from {' and '.join(changes)}")
+            groups.setdefault(node.group, []).append(was.get("node_address"))
+    if moved:
+        index = {group["name"]: i for i, group in enumerate(topology.spec["node_groups"])}
+        pins = "; ".join(f"node_groups[{index[group]}].addresses: [{', '.join(addresses)}]"
+                         for group, addresses in groups.items())
+        raise ChangeRefused(
+            f"the topology would move {'; '.join(moved)} (addresses are handed out in group "
+            f"order, and a node's pod range follows its address): keep them with {pins}, or "
+            "add nodes to the last group")
 
 
 def retiring_nodes(topology: Topology, inventory: Path) -> list[str]:
-    """The nodes of the current inventory that the topology no longer has. Raises RetireRefused
+    """The nodes of the current inventory that the topology no longer has. Raises ChangeRefused
     when one of them is more than a worker."""
     if not inventory.exists():
         return []
@@ -143,7 +173,7 @@ def retiring_nodes(topology: Topology, inventory: Path) -> list[str]:
     for name in leaving:
         kept = groups[name] - RETIRABLE_GROUPS
         if kept:
-            raise RetireRefused(
+            raise ChangeRefused(
                 f"the topology no longer has {name}, which is in {', '.join(sorted(kept))}: up "
                 "removes workers only (a control plane or an etcd member needs its membership "
                 "moved first); put the node back in the topology")

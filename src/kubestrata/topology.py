@@ -250,10 +250,11 @@ def derive(spec: dict, source: str) -> Topology:
     vip = ipaddress.ip_address(api["virtual_ip"]) if api.get("virtual_ip") else None
     pods = spec["pods"]
     pod_cidr = ipaddress.ip_network(pods["cidr"])
-    pod_subnets = pod_cidr.subnets(new_prefix=pods["node_prefix"]) \
-        if pods["node_prefix"] >= pod_cidr.prefixlen else iter(())
 
-    taken = {gateway, vip}
+    # Fixed addresses are held before any is handed out: a node added to an earlier group
+    # takes a free address, not a later group's fixed one.
+    taken = {gateway, vip} | {ipaddress.ip_address(address) for group in spec["node_groups"]
+                              for address in (group.get("addresses") or [])[:group["count"]]}
     next_host = spec["network"]["first_host"]
     nodes = []
     for group in spec["node_groups"]:
@@ -274,7 +275,7 @@ def derive(spec: dict, source: str) -> Topology:
                 cpus=group["cpus"],
                 memory_mib=group["memory_mib"],
                 disk_gib=group["disk_gib"],
-                pod_cidr=next(pod_subnets, None) if k8s else None,
+                pod_cidr=pod_range(pod_cidr, pods["node_prefix"], net, address) if k8s else None,
                 libvirt_uri=group.get("libvirt_uri"),
             ))
     return Topology(
@@ -301,6 +302,18 @@ def _security(given: dict) -> Security:
     fields = validation.SCHEMA["properties"]["security"]["properties"]
     return Security(**{key: field["default"] if given.get(key) is None else given[key]
                        for key, field in fields.items()})
+
+
+def pod_range(pod_cidr, node_prefix: int, net, address):
+    """A node's slice of the pod CIDR: numbered by its address's host number (modulo the number
+    of slices), so it stays while the address does, whatever nodes come or go; two nodes whose
+    numbers meet are the semantic check's. None when node_prefix is wider than the pod CIDR."""
+    if node_prefix < pod_cidr.prefixlen:
+        return None
+    slices = 2 ** (node_prefix - pod_cidr.prefixlen)
+    index = (int(address) - int(net.network_address)) % slices
+    return ipaddress.ip_network((int(pod_cidr.network_address) + index * 2 ** (32 - node_prefix),
+                                 node_prefix))
 
 
 def _next_free(net, host: int, taken: set):

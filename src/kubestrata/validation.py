@@ -292,6 +292,16 @@ def _check_cidrs(topology) -> list[str]:
         problems.append(f"pods.cidr: {topology.pod_cidr} holds only "
                         f"{2 ** (prefix - topology.pod_cidr.prefixlen)} /{prefix} node ranges for "
                         f"{len(k8s_nodes)} nodes; widen pods.cidr or raise pods.node_prefix")
+    else:
+        holder = {}
+        for node in k8s_nodes:
+            if node.pod_cidr in holder:
+                problems.append(
+                    f"pods.cidr: {holder[node.pod_cidr]} and {node.name} would share the pod range "
+                    f"{node.pod_cidr} (a node's range is numbered by its address's host number, "
+                    f"modulo the {2 ** (prefix - topology.pod_cidr.prefixlen)} /{prefix} ranges); "
+                    "widen pods.cidr, raise pods.node_prefix or change an address")
+            holder.setdefault(node.pod_cidr, node.name)
     return problems
 
 
