@@ -160,15 +160,29 @@ def user_data(seed: mocks.MockResourceArgs) -> str:
     return seed_file(seed, "user-data")
 
 
+# The machines each stack makes, as the source document's four installation types have them.
+STACK_NODES = {
+    "all-in-one": ["node-1"],
+    "single-master": ["cp-1", "worker-1", "worker-2"],
+    "multi-master": ["etcd-1", "cp-1", "cp-2", "cp-3", "worker-1", "worker-2"],
+    "ha-external-etcd": ["etcd-1", "etcd-2", "etcd-3", "cp-1", "cp-2", "cp-3", "worker-1",
+                         "worker-2"],
+}
+
+
 @pytest.mark.parametrize("stack", topology.NAMES)
-def test_one_domain_per_node_with_the_roles_counts(stack):
-    topo = stack_topology(stack)
+def test_each_stack_registers_a_domain_disk_and_seed_per_node_all_on_its_hypervisors_provider(stack):
     run = run_program(stack)
-    domains = run.domains(topo)
-    assert len(run.of_type(DOMAIN)) == len(topo.nodes)
-    for role in ("etcd", "control_plane", "worker", "lb"):
-        expected = topo.with_role(role)
-        assert len([n for n in topo.nodes if n.has(role) and n.name in domains]) == len(expected)
+    nodes = STACK_NODES[stack]
+    libvirt = [r for r in run.resources if r.typ.startswith("libvirt:")]
+    assert sorted(r.name for r in libvirt) == sorted(
+        [f"{n}-{part}" for n in nodes for part in ("domain", "disk", "seed")]
+        + ["qemu-system-base-image", "qemu-system-network", "qemu-system-pool"])
+    assert {r.name: r.typ for r in libvirt if r.name.endswith("-domain")} == \
+        {f"{n}-domain": DOMAIN for n in nodes}
+    assert {r.typ for r in libvirt if r.name.endswith(("-disk", "-seed", "-base-image"))} == {VOLUME}
+    [provider] = run.of_type(PROVIDER)
+    assert {r.provider.rpartition("::")[2] for r in libvirt} == {f"{provider}-id"}
 
 
 @pytest.mark.parametrize("stack", topology.NAMES)
