@@ -1,6 +1,5 @@
 """Lab harness of the layer tests: a topology's lab under a name of its own, the playbooks run on
-it through ansible-runner (with the test's PKI and backup directories and the lab settings of
-tests/layers/lab-vars.yml), the layer checks through `kubestrata verify`, and the lab down again
+it through ansible-runner (with the test's PKI and backup directories), the layer checks through `kubestrata verify`, and the lab down again
 at the end with nothing left behind.
 
 Each lab keeps its own SSH master connections (the lab inventory's ansible_control_path_dir), so
@@ -25,7 +24,6 @@ from kubestrata.lab.lab import Lab
 from kubestrata.paths import PLAYBOOK_DIR, PROJECT_ROOT
 from tests.lab.conftest import leftovers, ssh
 
-LAB_VARS = yaml.safe_load((PROJECT_ROOT / "tests" / "layers" / "lab-vars.yml").read_text())
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="lab tests need root (network namespaces, mounts)")
@@ -68,8 +66,8 @@ class Cluster:
         return path
 
     def variables(self) -> dict:
-        """The lab settings and the test's PKI and backup directories."""
-        return {**LAB_VARS, "kubestrata_pki_dir": str(self.work / "pki"),
+        """The test's PKI and backup directories."""
+        return {"kubestrata_pki_dir": str(self.work / "pki"),
                 "etcd_backup_dir": str(self.backups)}
 
     def variables_file(self) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kubestrata import gobuild, inventory, locks, sourcebundle
 from kubestrata.cachedir import sha256
-from kubestrata.lab import machine, mirror, network, rootfs
+from kubestrata.lab import machine, mirror, network, rootfs, timeserver
 from kubestrata.paths import INVENTORY_DIR, PROJECT_ROOT, STATE_DIR
 from kubestrata.shell import CommandError, require, run
 from kubestrata.topology import Topology
@@ -87,6 +87,8 @@ class Lab:
         # URL, and would refuse a new bundle's index at the old URL when its Release is older.
         if self.bundle and self._ensure_served("bundle", self.bundle.parent, BUNDLE_PORT):
             changes.append(f"serving the Kubernetes bundles on {gateway}:{BUNDLE_PORT}")
+        if self._ensure_running("time", ["kubestrata.lab.timeserver", gateway]):
+            changes.append(f"serving the time on {gateway}:{timeserver.PORT} (NTP)")
         authorized_key = self._ensure_ssh_key()
         running = machine.nspawn_pids(self.name)
         host_keys = {}
@@ -147,20 +149,31 @@ class Lab:
             removed.append(f"deleted {node_dir}")
         return removed
 
-    def _ensure_served(self, name: str, directory: Path, port: int) -> bool:
-        """Serve directory over HTTP on the gateway; a server of another directory is replaced."""
-        pid_file, served = self.dir / f"{name}.pid", self.dir / f"{name}.dir"
+    def _ensure_running(self, name: str, module: list[str]) -> bool:
+        """Run `python -m MODULE...` in the lab namespace (a server on the gateway); one that
+        runs with other arguments is replaced."""
+        pid_file, started = self.dir / f"{name}.pid", self.dir / f"{name}.argv"
+        wanted = shlex.join(module)
         running = pid_file.exists() and int(pid_file.read_text()) in network.pids(self.namespace)
-        if running and served.exists() and served.read_text() == str(directory):
+        if running and started.exists() and started.read_text() == wanted:
             return False
         if running:
             machine.stop([int(pid_file.read_text())], timeout=5)
         self.dir.mkdir(parents=True, exist_ok=True)
-        pid = mirror.serve(self.namespace, str(self.topology.gateway), directory,
-                           self.dir / f"{name}.log", port=port)
-        pid_file.write_text(str(pid))
-        served.write_text(str(directory))
+        with open(self.dir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", self.namespace, sys.executable, "-m", *module],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        pid_file.write_text(str(process.pid))
+        started.write_text(wanted)
         return True
+
+    def _ensure_served(self, name: str, directory: Path, port: int) -> bool:
+        """Serve directory over HTTP on the gateway."""
+        return self._ensure_running(name, ["http.server", str(port), "--bind",
+                                           str(self.topology.gateway), "--directory",
+                                           str(directory)])
 
     def _ensure_ssh_key(self) -> str:
         if not self.key.exists():
@@ -213,6 +226,7 @@ class Lab:
             "ansible_python_interpreter": "/usr/bin/python3",
             "ansible_control_path_dir": str(self.control_path_dir),
             "kubestrata_provider": "lab",
+            "prepare_ntp_servers": [str(self.topology.gateway)],
             **self._offline_source(),
         })
         text = inventory.dump(rendered)

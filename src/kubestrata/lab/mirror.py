@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from kubestrata.cachedir import locked
@@ -81,14 +80,3 @@ def apt_sources(gateway: str) -> str:
     """The nodes' apt sources: the main repository, then one per other suite."""
     return "".join(f"deb [trusted=yes] http://{gateway}:{PORT}/{path} ./\n"
                    for path in ["", *(f"{suite}/" for suite in OTHER_SUITES)])
-
-
-def serve(netns: str, gateway: str, directory: Path, log_file: Path, port: int = PORT) -> int:
-    """Start the HTTP server for directory on gateway:port inside netns; returns its pid."""
-    with open(log_file, "ab") as log:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "http.server", str(port),
-             "--bind", gateway, "--directory", str(directory)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    return process.pid
