@@ -272,3 +272,30 @@ def test_preflight_refuses_a_network_that_a_route_covers(daemon, monkeypatch, tm
         "machine covers"]
     assert vms.preflight(topo, _settings(f"qemu:///system?socket={daemon}", domain_type="qemu",
                                          bridge="br0")) == [], "a host bridge is the LAN's"
+
+
+def test_preflight_wants_room_in_the_pool_for_each_new_vms_first_boot(daemon, monkeypatch, tmp_path):
+    """Thin disks: the need is FIRST_BOOT_GIB per disk not yet in the pool, not the disks' size."""
+    monkeypatch.setattr(vms, "host_routes", lambda: [])
+    topo = topology.load("single-master")
+    pool = tmp_path / "pool"
+    settings = _settings(f"qemu:///system?socket={daemon}", domain_type="qemu",
+                         pool_path=str(pool))
+    free = {"bytes": 5 * 2 ** 30}
+    usage = shutil.disk_usage
+    monkeypatch.setattr(vms.shutil, "disk_usage", lambda path: usage(path)._replace(
+        free=free["bytes"]))
+    [problem] = vms.preflight(topo, settings)
+    assert problem == (f"kubestrata:poolPath: {pool} has 5.0 GiB free, and the 3 new VMs need "
+                       "about 6 GiB at first (2 GiB each for cloud-init, packages and images; "
+                       "their disks can grow to 60 GiB); free space there, or set poolPath on a "
+                       "larger filesystem")
+    pool.mkdir()
+    (pool / "cp-1.qcow2").touch()
+    (pool / "worker-1-r1.qcow2").touch()
+    assert vms.preflight(topo, settings) == [], "one new VM: 2 GiB"
+    free["bytes"] = 2 ** 30
+    [problem] = vms.preflight(topo, settings)
+    assert "the 1 new VMs need about 2 GiB" in problem
+    assert vms.preflight(topo, _settings("qemu+ssh://admin@kvm2/system",
+                                         pool_path=str(pool))) == [], "a remote pool's own"

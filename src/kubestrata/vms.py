@@ -55,6 +55,11 @@ _PUBLIC_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za
                          r"( [^\n]*)?$")
 
 
+# What a new VM writes to its disk soon after it boots (cloud-init, the layers' packages and
+# images), in GiB: the host preflight wants that much free in the pool for each new disk.
+FIRST_BOOT_GIB = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the stack configuration adds to the topology (docs/libvirt.md lists the keys)."""
@@ -161,8 +166,8 @@ def check(topology: Topology, settings: Settings) -> list[str]:
 
 def preflight(topology: Topology, settings: Settings) -> list[str]:
     """What this machine lacks for the VMs, found before anything is made: the tools it runs, and
-    for a hypervisor on this machine its daemon's socket, /dev/kvm for kvm domains, and routes
-    that the NAT network's CIDR would clash with."""
+    for a hypervisor on this machine its daemon's socket, /dev/kvm for kvm domains, routes
+    that the NAT network's CIDR would clash with, and room in the pool for the new VMs."""
     problems = [f"{tool}: not found on this machine; {why}" for tool, why in LOCAL_TOOLS.items()
                 if shutil.which(tool) is None]
     local = {uri: sockets for uri in hypervisors(topology, settings)
@@ -179,7 +184,32 @@ def preflight(topology: Topology, settings: Settings) -> list[str]:
                      for device, route in host_routes()
                      if device != bridge_name(topology) and route.prefixlen > 0
                      and route.overlaps(topology.network)]
+    if local:
+        problems += filter(None, [_pool_space_problem(topology, settings)])
     return problems
+
+
+def _pool_space_problem(topology: Topology, settings: Settings) -> str | None:
+    """Whether the local pool's filesystem holds the new VMs' first boot. Their disks are
+    copy-on-write over the base image: they take what the VM writes, up to the topology's disk
+    size, so the need at first is FIRST_BOOT_GIB per VM whose disk is not in the pool yet."""
+    pool = Path(pool_path(topology, settings))
+    try:
+        disks = [path.name for path in pool.glob("*.qcow2")]
+    except OSError:             # a pool directory this user may not list
+        disks = []
+    new = [node for node in topology.nodes
+           if not any(name == f"{node.name}.qcow2" or name.startswith(f"{node.name}-r")
+                      for name in disks)]
+    existing = next(path for path in (pool, *pool.parents) if path.exists())
+    free = shutil.disk_usage(existing).free
+    if not new or free >= len(new) * FIRST_BOOT_GIB * 2 ** 30:
+        return None
+    return (f"kubestrata:poolPath: {pool} has {free / 2 ** 30:.1f} GiB free, and the "
+            f"{len(new)} new VMs need about {len(new) * FIRST_BOOT_GIB} GiB at first "
+            f"({FIRST_BOOT_GIB} GiB each for cloud-init, packages and images; their disks can "
+            f"grow to {sum(node.disk_gib for node in new)} GiB); free space there, or set "
+            "poolPath on a larger filesystem")
 
 
 def _local_sockets(uri: str) -> tuple[str, ...]:
