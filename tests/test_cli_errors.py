@@ -16,6 +16,18 @@ def test_an_unknown_node_is_named_with_the_topologys_nodes(monkeypatch, capsys):
     assert calls == []
 
 
+@pytest.mark.parametrize("argv", [["lab", "run", "all-in-one", "--set", "name=x", "--", "true"],
+                                  ["lab", "exec", "all-in-one", "node-1", "--set", "name=x", "--",
+                                   "true"]])
+def test_options_after_the_topology_are_named_not_run_as_the_command(argv, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda argv, **_: calls.append(argv) or 0)
+    assert cli.main(argv) != 0
+    assert "put --set name=x before the topology: what follows the topology is the command" \
+        in capsys.readouterr().err
+    assert calls == []
+
+
 def test_looking_up_an_unknown_node_raises_a_topology_error():
     with pytest.raises(topology.TopologyError, match="no node 'nope' in topology all-in-one"):
         topology.load("all-in-one").node("nope")

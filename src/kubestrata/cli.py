@@ -96,6 +96,11 @@ def cmd_lab_run(args) -> int:
 
 
 def _command(args) -> list[str]:
+    first = args.command[0] if args.command else ""
+    if first != "--" and first.startswith("-") and "--" in args.command:
+        options = " ".join(args.command[:args.command.index("--")])
+        raise LabError(f"put {options} before the topology: what follows the topology is the "
+                       "command (given after --)")
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise LabError("give the command after --, e.g. -- hostname")
