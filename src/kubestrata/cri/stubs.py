@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from kubestrata.cachedir import locked
 from kubestrata.lab import debian
 from kubestrata.paths import CACHE_DIR
 from kubestrata.shell import run
@@ -37,6 +38,13 @@ def load() -> tuple[ModuleType, ModuleType]:
 
 
 def _compiled() -> Path:
+    """The generated stubs' directory, made once; several checks ask at once (kubestrata
+    verify's workers), so one makes them while the others wait."""
+    with locked(CACHE_DIR / "cri"):
+        return _compile()
+
+
+def _compile() -> Path:
     deb = _deb()
     tools_version = importlib.metadata.version("grpcio-tools")
     root = CACHE_DIR / "cri" / f"{deb.stem}-grpcio-tools-{tools_version}"

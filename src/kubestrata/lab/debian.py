@@ -11,6 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from kubestrata.cachedir import locked
 from kubestrata.paths import CACHE_DIR
 from kubestrata.shell import run
 
@@ -41,8 +42,13 @@ def apt_options(suite: str = SUITE, status_file: Path | None = None) -> list[str
     ]
 
 
-def update(suite: str = SUITE) -> list[str]:
-    """Refresh the suite's package lists; returns the options to use them."""
+def _suite_locked(suite: str):
+    """One apt run at a time on a suite's lists and cache: apt's own locks are off (the state
+    lives in the cache), and two updates at once leave lists apt then takes for unsigned."""
+    return locked(CACHE_DIR / "apt" / suite)
+
+
+def _update(suite: str) -> list[str]:
     options = apt_options(suite)
     run(["apt-get", *options, "-qq", "update"], timeout=600)
     return options
@@ -51,16 +57,18 @@ def update(suite: str = SUITE) -> list[str]:
 def download(packages: list[str], into: Path, *, suite: str = SUITE,
              status_file: Path | None = None) -> None:
     """Download packages and every dependency status_file does not already have."""
-    update(suite)
-    (into / "partial").mkdir(parents=True, exist_ok=True)
-    run(["apt-get", *apt_options(suite, status_file), "-o", f"Dir::Cache::archives={into}",
-         "-y", "-qq", "--download-only", "install", *packages], timeout=1200)
+    with _suite_locked(suite):
+        _update(suite)
+        (into / "partial").mkdir(parents=True, exist_ok=True)
+        run(["apt-get", *apt_options(suite, status_file), "-o", f"Dir::Cache::archives={into}",
+             "-y", "-qq", "--download-only", "install", *packages], timeout=1200)
 
 
 def fetch(package: str, into: Path, *, suite: str = SUITE) -> Path:
     """Download one package's .deb alone (no dependencies) into a directory; its path."""
-    options = update(suite)
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", *options, "-qq", "download", package], cwd=into, check=True,
-                   capture_output=True, timeout=600)
+    with _suite_locked(suite):
+        options = _update(suite)
+        into.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", *options, "-qq", "download", package], cwd=into, check=True,
+                       capture_output=True, timeout=600)
     return sorted(into.glob(f"{package}_*.deb"))[-1]
