@@ -35,6 +35,19 @@ def test_the_heaviest_group_goes_first_and_an_untimed_one_counts_a_second_per_te
     assert queue.heaviest() == "tests/lab"
 
 
+def test_a_cold_cache_takes_the_committed_times_and_this_machines_win(tmp_path, monkeypatch):
+    import json
+
+    from tests import scheduling
+
+    monkeypatch.setattr(scheduling, "DURATIONS", tmp_path / "test-durations.json")
+    committed = json.loads(scheduling.COMMITTED.read_text())
+    assert committed["site[ha-external-etcd]"] > committed["tests"] > 0
+    assert scheduling.recorded() == committed
+    scheduling.DURATIONS.write_text(json.dumps({"tests": 1.0}))
+    assert scheduling.recorded() == {**committed, "tests": 1.0}
+
+
 def test_group_times_are_kept_after_a_whole_run_only(request, tmp_path, monkeypatch):
     import copy
     import json
