@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian/Ubuntu machine: installs what kubestrata needs
-# (apt packages, the .venv), then runs the command asked for.
+# (apt packages, through sudo when run as a user; the .venv), then runs the command asked for.
 #   sudo ./setup.sh up all-in-one     kubestrata up: machines (lab nodes unless --provider libvirt),
 #                                     every layer, verification, how to reach it
+#   ./setup.sh up all-in-one --provider libvirt
+#                                     the same on VMs, as you (a member of the libvirt group)
 #   sudo ./setup.sh test              run the whole test suite
-#   sudo ./setup.sh kubestrata ARGS   any kubestrata command
+#   ./setup.sh kubestrata ARGS        any kubestrata command (lab nodes need sudo)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,7 +36,19 @@ check_go() {
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
-    echo "setup.sh: run as root (sudo $0 $*): lab nodes need network namespaces and mounts" >&2
+    echo "setup.sh: run the tests as root (sudo $0 test): lab nodes need network namespaces and mounts" >&2
+    exit 1
+  fi
+}
+
+# apt needs root: as a user, through sudo.
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    echo "setup.sh: installing packages needs root: run as root, or install sudo" >&2
     exit 1
   fi
 }
@@ -46,8 +60,8 @@ install_apt() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup.sh: installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
 
@@ -67,7 +81,7 @@ install_venv() {
 command=${1:-}
 [ -n "$command" ] || { sed -n '2,8p' "$0"; exit 2; }
 shift
-need_root "$command"
+[ "$command" != test ] || need_root
 install_apt
 install_venv
 check_go
