@@ -159,8 +159,9 @@ def workload(kubectl, inventory, k8s_hosts):
             remote.run(node, f"ctr -n k8s.io images rm {offline_image.TEST_IMAGE}")
 
 
-# A new Service's rules reach every node's kube-proxy a moment after its pods are Ready.
-SERVICE_SYNC_TIMEOUT = 30
+# A new Service's rules reach every node's kube-proxy a moment after its pods are Ready (longer
+# just after API servers restarted: CI saw a rotation's verify time out at 30 s).
+SERVICE_SYNC_TIMEOUT = remote.SETTLE_SECONDS
 
 
 def _answer(fetch, good) -> str:
