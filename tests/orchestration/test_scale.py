@@ -83,10 +83,12 @@ def test_a_control_plane_joins_behind_the_virtual_ip_and_none_leaves_by_editing_
     assert grown.returncode == 0, grown.stdout[-4000:] + grown.stderr[-2000:]
     assert nodes_ready(site) == {"cp-1": "True", "cp-2": "True", "cp-3": "True", "cp-4": "True",
                                  "worker-1": "True", "worker-2": "True"}
-    # verify, as up ran it: Kubernetes on six nodes, every control plane's API server ready,
-    # and every haproxy finding the four API servers up
-    assert table_row(grown.stdout, "kubernetes").count("ok") == 6, grown.stdout
-    assert table_row(grown.stdout, "lb").count("ok") == 4, grown.stdout
+    # verify, as up ran it (columns etcd-1, cp-1..4, worker-1..2, the cluster): Kubernetes on six
+    # nodes, every control plane's API server ready, every haproxy finding four API servers up
+    assert table_row(grown.stdout, "layer") == ["etcd-1", "cp-1", "cp-2", "cp-3", "cp-4",
+                                                "worker-1", "worker-2", "cluster"], grown.stdout
+    assert table_row(grown.stdout, "kubernetes") == ["-"] + ["ok"] * 7, grown.stdout
+    assert table_row(grown.stdout, "lb") == ["-"] + ["ok"] * 4 + ["-", "-", "ok"], grown.stdout
     api_servers = site.ssh("cp-4", "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods "
                                    "--namespace kube-system --selector component=kube-apiserver "
                                    "-o jsonpath='{.items[*].spec.nodeName}'")
