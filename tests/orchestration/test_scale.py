@@ -89,7 +89,7 @@ def test_a_control_plane_joins_behind_the_virtual_ip_and_none_leaves_by_editing_
                                                 "worker-1", "worker-2", "cluster"], grown.stdout
     assert table_row(grown.stdout, "kubernetes") == ["-"] + ["ok"] * 7, grown.stdout
     assert table_row(grown.stdout, "lb") == ["-"] + ["ok"] * 4 + ["-", "-", "ok"], grown.stdout
-    api_servers = site.ssh("cp-4", "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods "
+    api_servers = site.ssh("cp-1", "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods "
                                    "--namespace kube-system --selector component=kube-apiserver "
                                    "-o jsonpath='{.items[*].spec.nodeName}'")
     assert sorted(api_servers.split()) == ["cp-1", "cp-2", "cp-3", "cp-4"]
