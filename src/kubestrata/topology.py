@@ -275,7 +275,7 @@ def derive(spec: dict, source: str) -> Topology:
                 cpus=group["cpus"],
                 memory_mib=group["memory_mib"],
                 disk_gib=group["disk_gib"],
-                pod_cidr=pod_range(pod_cidr, pods["node_prefix"], net, address) if k8s else None,
+                pod_cidr=_pod_range(pod_cidr, pods["node_prefix"], net, address) if k8s else None,
                 libvirt_uri=group.get("libvirt_uri"),
             ))
     return Topology(
@@ -304,7 +304,7 @@ def _security(given: dict) -> Security:
                        for key, field in fields.items()})
 
 
-def pod_range(pod_cidr, node_prefix: int, net, address):
+def _pod_range(pod_cidr, node_prefix: int, net, address):
     """A node's slice of the pod CIDR: numbered by its address's host number (modulo the number
     of slices), so it stays while the address does, whatever nodes come or go; two nodes whose
     numbers meet are the semantic check's. None when node_prefix is wider than the pod CIDR."""
